@@ -1,0 +1,1 @@
+"""Local emulator of the Anthropic, OpenAI and Gemini HTTP APIs (see server.py)."""

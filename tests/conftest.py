@@ -1,0 +1,20 @@
+"""Shared fixtures: a sentinel API key, an in-process emulator, one Ray session per run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+#: Used as the API key everywhere in tests; it must never show up in logs or outputs.
+SENTINEL_KEY = "sk-SENTINEL-0123456789abcdef-DO-NOT-LEAK"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    """Tests never see the developer's real keys or base URLs."""
+    for name in list(os.environ):
+        if name.endswith("_API_KEY") or name.endswith("_BASE_URL") or name.startswith("LLM_"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("DEFAULT_LLM_MODEL", raising=False)
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(__file__)))
