@@ -17,7 +17,7 @@ _EXPORTS: dict[str, str] = {
     "get_best_model_for_task": "llm.recommend",
     "get_model_info": "llm.registry",
     "list_available_models": "llm.registry",
-    "compute_cost": "llm.cost",
+    "compute_cost": "llm.pricing",
     "Message": "llm.types",
     "MessageRole": "llm.types",
     "TextContent": "llm.types",

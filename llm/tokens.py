@@ -6,6 +6,17 @@ mark): the emulator bills with it, and the runtime's rate-limit reservations and
 job's ``--dry-run`` estimate with it, so estimates against the emulator are exact and
 against real providers are close.
 
+Counting rules, the same for every provider (the emulator's wire modules and the client-side
+estimator both follow them, so their counts agree):
+
+* ``REQUEST_OVERHEAD`` once per request;
+* each tool: :func:`count_tool_tokens`;
+* the system prompt, if any: ``MESSAGE_OVERHEAD`` + its text tokens;
+* each message: ``MESSAGE_OVERHEAD`` + its parts: text :func:`count_text_tokens`, image
+  :func:`count_image_tokens`, tool call :func:`count_tool_call_tokens`, tool result text
+  :func:`count_text_tokens`, echoed thinking text :func:`count_text_tokens`;
+* a structured-output schema: :func:`count_schema_tokens` (counted last, never cached).
+
 Images are counted from their pixel size when the PNG/JPEG/GIF/WebP header can be read
 (Anthropic's rule, ``width * height / 750``, capped), otherwise from their byte size.
 """
@@ -14,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import struct
 
@@ -89,3 +101,22 @@ def count_image_tokens(data: str) -> int:
     else:
         estimate = len(raw) // 100
     return max(MIN_IMAGE_TOKENS, min(MAX_IMAGE_TOKENS, estimate))
+
+
+def _compact_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def count_tool_tokens(name: str, description: str, parameters: object) -> int:
+    """Tokens for one tool definition (name, description, JSON-schema parameters)."""
+    return count_text_tokens(f"{name} {description} {_compact_json(parameters)}")
+
+
+def count_tool_call_tokens(name: str, arguments: object) -> int:
+    """Tokens for one tool call echoed back in an assistant turn."""
+    return count_text_tokens(f"{name} {_compact_json(arguments)}")
+
+
+def count_schema_tokens(schema: object) -> int:
+    """Tokens a structured-output JSON schema adds to the prompt."""
+    return count_text_tokens(_compact_json(schema))
