@@ -20,6 +20,7 @@ Environment variables win over the ``.env`` file. API keys are held as
 | ``LLM_MODELS_FILE`` | a TOML file adding or overriding registry models | none |
 | ``LLM_LIMITS_FILE`` | a TOML file of per-account rate limits | none |
 | ``LLM_MAX_CONNECTIONS`` | connection-pool size per provider client | ``100`` |
+| ``LLM_OFFLINE`` | start the built-in emulator and point every provider at it | ``false`` |
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Settings(BaseModel):
     models_file: str | None = None
     limits_file: str | None = None
     max_connections: int = 100
+    offline: bool = False
 
     def api_key(self, provider: str) -> str | None:
         """The plain key for ``provider`` (only adapters call this, to build a client)."""
@@ -153,4 +155,5 @@ def load_settings(
         models_file=get("LLM_MODELS_FILE"),
         limits_file=get("LLM_LIMITS_FILE"),
         max_connections=int(get("LLM_MAX_CONNECTIONS") or 100),
+        offline=parse_bool(get("LLM_OFFLINE")),
     )
