@@ -45,6 +45,7 @@ class LLMError(Exception):
         model: str | None = None,
         status: int | None = None,
         request_id: str | None = None,
+        attempts: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -52,9 +53,11 @@ class LLMError(Exception):
         self.model = model
         self.status = status
         self.request_id = request_id
+        #: How many attempts were made before this error was raised (set by the retry policy).
+        self.attempts = attempts
 
     def _all_fields(self) -> dict[str, Any]:
-        names = ("provider", "model", "status", "request_id", *self._fields)
+        names = ("provider", "model", "status", "request_id", "attempts", *self._fields)
         return {name: getattr(self, name) for name in names}
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -76,9 +76,9 @@ class Lifecycle(_Frozen):
             return "retired"
         if self.status == "retired":
             return "retired"
-        if self.deprecated_on is not None and today >= self.deprecated_on:
-            return "deprecated"
-        if self.retires_on is not None:
+        if self.deprecated_on is not None:
+            return "deprecated" if today >= self.deprecated_on else "active"
+        if self.retires_on is not None:  # a shutdown date is announced: deprecated until then
             return "deprecated"
         return self.status
 

@@ -16,10 +16,9 @@ the server's hint is a floor, never shortened by jitter or by ``max_delay``. A h
 raised at once, since the caller is better served by an error (or a fallback provider) than by
 a ten-minute stall.
 
-Attempt count. On final failure the last error is re-raised with a plain attribute
-``error.attempts = n``. It is not one of the exception's pickled fields, so it is lost when
-the error crosses a Ray process boundary; code that needs the count across processes
-should read it where the loop ran (the ProviderActor records it in the ledger).
+Attempt count. On final failure the last error is re-raised with ``error.attempts = n``; it is
+one of :class:`~llm.exceptions.LLMError`'s pickled fields, so it survives a Ray process
+boundary.
 
 The header helpers :func:`parse_retry_after` and :func:`parse_google_retry_delay` are for
 adapters, which fill ``retry_after_s`` when they map a provider error.
@@ -166,9 +165,7 @@ def _set_attempts(error: BaseException, attempts: int) -> None:
         pass
 
 
-def parse_retry_after(
-    headers: Mapping[str, str], *, now: datetime | None = None
-) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
     """Seconds to wait according to ``retry-after-ms`` (float ms) or ``retry-after``.
 
     ``retry-after`` may be seconds or an HTTP-date (a date in the past gives 0.0).

@@ -247,12 +247,12 @@ async def test_zero_retries_means_one_attempt():
     assert sleep.delays == []
 
 
-def test_attempts_attribute_is_not_carried_by_pickling():
+def test_attempts_survive_pickling():
     error = ProviderError("x")
     error.attempts = 4
     clone = pickle.loads(pickle.dumps(error))
     assert isinstance(clone, ProviderError)
-    assert not hasattr(clone, "attempts")
+    assert clone.attempts == 4
 
 
 # --- header parsers -----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from llm.emulator.openai_common import (
     missing,
     optional_int,
     require_model,
+    service_tier,
     split_fragments,
     text_chunks,
     text_of,
@@ -323,7 +324,7 @@ def _envelope(req: EmuRequest, res: EmuResult, obj: str) -> dict[str, Any]:
         "object": obj,
         "created": int(time.time()),
         "model": res.model_version,
-        "service_tier": req.echo.get("service_tier") or "default",
+        "service_tier": service_tier(req.echo.get("service_tier")),
         "system_fingerprint": fingerprint(res.model_version),
     }
 
@@ -363,7 +364,9 @@ def stream_chat(req: EmuRequest, res: EmuResult) -> list[bytes]:
         head = {**call, "index": index, "function": {"name": function["name"], "arguments": ""}}
         frames.append(chunk({"tool_calls": [head]}))
         for fragment in split_fragments(function["arguments"]):
-            frames.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}))
+            frames.append(
+                chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+            )
     frames.append(chunk({}, _FINISH.get(res.finish, "stop")))
     if req.echo.get("include_usage"):
         frames.append(data_frame({**base, "choices": [], "usage": chat_usage(res)}))

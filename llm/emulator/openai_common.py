@@ -224,6 +224,13 @@ def arguments_json(arguments: dict[str, Any]) -> str:
     return json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
 
 
+def service_tier(requested: object) -> str:
+    """The tier a response reports: the one asked for, or "default" for auto/unset."""
+    if requested in ("flex", "scale", "priority"):
+        return str(requested)
+    return "priority" if requested == "fast" else "default"
+
+
 def fingerprint(model_version: str) -> str:
     return "fp_" + hashlib.sha256(model_version.encode()).hexdigest()[:10]
 

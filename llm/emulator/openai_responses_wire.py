@@ -31,6 +31,7 @@ from llm.emulator.openai_common import (
     missing,
     optional_int,
     require_model,
+    service_tier,
     split_fragments,
     text_chunks,
     text_of,
@@ -164,11 +165,7 @@ def _group_turns(items: list[dict[str, Any]]) -> list[Turn]:
 def _starts_new_turn(kind: str, current: list[dict[str, Any]]) -> bool:
     """Reasoning opens a turn; a message joins a turn that so far holds only reasoning."""
     only_thinking = all(p["type"] == "thinking" for p in current)
-    if kind == "reasoning":
-        return not only_thinking
-    if kind == "message":
-        return not only_thinking
-    return False
+    return kind != "function_call" and not only_thinking
 
 
 def _message(item: dict[str, Any], where: str) -> Turn:
@@ -397,7 +394,7 @@ def _response(
         "prompt_cache_key": echo.get("prompt_cache_key"),
         "reasoning": echo.get("reasoning") or {"effort": None, "summary": None},
         "safety_identifier": echo.get("safety_identifier"),
-        "service_tier": echo.get("service_tier") or "default",
+        "service_tier": service_tier(echo.get("service_tier")),
         "store": echo.get("store") is not False,
         "temperature": echo.get("temperature") if echo.get("temperature") is not None else 1.0,
         "text": _text_echo(echo),
@@ -512,6 +509,9 @@ def _emit_function_call(events: _Events, index: int, item: dict[str, Any]) -> No
     for fragment in split_fragments(item["arguments"]):
         events.emit("response.function_call_arguments.delta", **ids, delta=fragment)
     events.emit(
-        "response.function_call_arguments.done", **ids, name=item["name"], arguments=item["arguments"]
+        "response.function_call_arguments.done",
+        **ids,
+        name=item["name"],
+        arguments=item["arguments"],
     )
     events.emit("response.output_item.done", output_index=index, item=item)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from llm.exceptions import InvalidRequestError
+from llm.exceptions import InvalidRequestError, LLMError
 from llm.providers.base import ProviderRequest
 from llm.tokens import (
     MESSAGE_OVERHEAD,
@@ -88,11 +89,16 @@ def message_tokens(message: Message) -> int:
     return total
 
 
-def prefix_tokens_through_system(request: ProviderRequest) -> int:
-    """Tokens of the static prefix (tools, then the system prompt) that prompt caching reuses."""
-    total = sum(
+def tool_tokens(request: ProviderRequest) -> int:
+    """Tokens of the request's tool definitions."""
+    return sum(
         count_tool_tokens(tool.name, tool.description, tool.parameters) for tool in request.tools
     )
+
+
+def prefix_tokens_through_system(request: ProviderRequest) -> int:
+    """Tokens of the static prefix (tools, then the system prompt) that prompt caching reuses."""
+    total = tool_tokens(request)
     system, _ = split_system(request.messages)
     if system is not None:
         total += MESSAGE_OVERHEAD + count_text_tokens(system)
@@ -138,3 +144,42 @@ def standard_base64(image: ImageContent) -> str:
 def image_data_url(image: ImageContent) -> str:
     """``data:<mime>;base64,<standard base64>`` (URL-safe input is converted)."""
     return f"data:{image.media_type};base64,{standard_base64(image)}"
+
+
+def field_of(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj.name`` or ``obj[name]`` (SDK objects and plain dicts alike); None-safe."""
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def int_header(headers: Mapping[str, str], name: str) -> int | None:
+    """An integer header value, or None when absent or not an integer."""
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def seconds_until(timestamp: str | None, now: datetime) -> float | None:
+    """Seconds from ``now`` to an RFC 3339 ``timestamp`` (0.0 if past; None if unreadable)."""
+    if not timestamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - now).total_seconds())
+
+
+def redact_secret(error: LLMError, secret: str | None) -> LLMError:
+    """``error`` with every occurrence of ``secret`` in its message replaced by ``***``."""
+    if secret and secret in error.message:
+        error.message = error.message.replace(secret, "***")
+        error.args = (error.message,)
+    return error

@@ -1,0 +1,192 @@
+"""Cost analytics over the Parquet ledger: ``python -m jobs.costs LEDGER_DIR``.
+
+    python -m jobs.costs ./llm-ledger --by model --since 2026-11-01 --plot costs.html
+
+Prints totals and, per group (model, provider, job or day), requests, tokens, cached
+tokens, cost, cache savings and average cost per request. ``--plot`` writes a
+self-contained HTML page with an SVG chart of cost over time by model (no plotting
+library needed). The ledger's columns are documented in ``runtime/ledger_store.py`` and the
+README, so the same files can be queried with DuckDB or pandas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import html
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from runtime.ledger_store import read_ledger
+
+GROUPS = ("model", "provider", "job", "day")
+_GROUP_COLUMN = {"model": "model", "provider": "provider", "job": "job_id", "day": "day"}
+_SUMS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "total_cost",
+    "cache_savings",
+)
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def load(ledger_dir: str | Path, since: dt.date | None = None) -> pa.Table:
+    """The ledger as one table, with a ``day`` column, optionally from ``since`` on."""
+    table = read_ledger(ledger_dir)
+    if table.num_rows == 0:
+        return table.append_column("day", pa.array([], pa.string()))
+    if since is not None:
+        start = pa.scalar(dt.datetime.combine(since, dt.time(), dt.UTC), table.schema.field("ts").type)
+        table = table.filter(pc.greater_equal(table["ts"], start))
+    days = pc.strftime(table["ts"], format="%Y-%m-%d")
+    return table.append_column("day", days)
+
+
+def summarize(table: pa.Table, by: str = "model") -> list[dict]:
+    """One dict per group: requests, token sums, cost, savings, average cost per request."""
+    if by not in GROUPS:
+        raise ValueError(f"--by must be one of {', '.join(GROUPS)}")
+    if table.num_rows == 0:
+        return []
+    column = _GROUP_COLUMN[by]
+    grouped = table.group_by(column).aggregate(
+        [("request_id", "count")] + [(name, "sum") for name in _SUMS]
+    )
+    rows = []
+    for row in grouped.to_pylist():
+        requests = row["request_id_count"]
+        cost = Decimal(row["total_cost_sum"] or 0)
+        rows.append(
+            {
+                "group": row[column] if row[column] is not None else "-",
+                "requests": requests,
+                **{name: row[f"{name}_sum"] or 0 for name in _SUMS if name != "total_cost"},
+                "total_cost": cost,
+                "cache_savings": Decimal(row["cache_savings_sum"] or 0),
+                "avg_cost": cost / requests if requests else Decimal(0),
+            }
+        )
+    rows.sort(key=lambda r: (-r["total_cost"], str(r["group"])))
+    return rows
+
+
+def totals(table: pa.Table) -> dict:
+    """Totals over the whole (filtered) ledger."""
+    if table.num_rows == 0:
+        return {"requests": 0, "total_tokens": 0, "total_cost": Decimal(0), "cache_savings": Decimal(0)}
+    return {
+        "requests": table.num_rows,
+        "total_tokens": pc.sum(table["total_tokens"]).as_py() or 0,
+        "cached_tokens": pc.sum(table["cached_tokens"]).as_py() or 0,
+        "total_cost": Decimal(pc.sum(table["total_cost"]).as_py() or 0),
+        "cache_savings": Decimal(pc.sum(table["cache_savings"]).as_py() or 0),
+    }
+
+
+def format_report(table: pa.Table, by: str = "model") -> str:
+    """The text report printed by the command."""
+    total = totals(table)
+    lines = [
+        "=" * 96,
+        "LEDGER COST REPORT",
+        "=" * 96,
+        f"Requests: {total['requests']:,}   Tokens: {total['total_tokens']:,}   "
+        f"Cost: ${total['total_cost']:.4f}   Cache savings: ${total['cache_savings']:.4f}",
+        "",
+        f"{by:<28}{'requests':>10}{'input':>12}{'output':>11}{'cached':>11}"
+        f"{'cost $':>12}{'saved $':>11}{'avg $':>11}",
+        "-" * 96,
+    ]
+    for row in summarize(table, by):
+        lines.append(
+            f"{str(row['group'])[:27]:<28}{row['requests']:>10,}{row['input_tokens']:>12,}"
+            f"{row['output_tokens']:>11,}{row['cached_tokens']:>11,}{row['total_cost']:>12.4f}"
+            f"{row['cache_savings']:>11.4f}{row['avg_cost']:>11.6f}"
+        )
+    lines.append("=" * 96)
+    return "\n".join(lines)
+
+
+def cost_series(table: pa.Table) -> dict[str, list[tuple[str, float]]]:
+    """Cost per day per model, for the chart: {model: [(day, cost), ...]}."""
+    series: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    if table.num_rows:
+        grouped = table.group_by(["model", "day"]).aggregate([("total_cost", "sum")])
+        for row in grouped.to_pylist():
+            series[row["model"]][row["day"]] += Decimal(row["total_cost_sum"] or 0)
+    return {m: sorted((d, float(c)) for d, c in days.items()) for m, days in series.items()}
+
+
+def render_html_chart(series: dict[str, list[tuple[str, float]]], title: str = "Cost by model") -> str:
+    """A self-contained HTML page with an SVG line chart of cost per day by model."""
+    width, height, pad = 900, 420, 60
+    days = sorted({day for points in series.values() for day, _ in points})
+    peak = max((cost for points in series.values() for _, cost in points), default=0.0) or 1.0
+
+    def x(day: str) -> float:
+        if len(days) == 1:
+            return pad + (width - 2 * pad) / 2
+        return pad + days.index(day) * (width - 2 * pad) / (len(days) - 1)
+
+    def y(cost: float) -> float:
+        return height - pad - cost / peak * (height - 2 * pad)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#333"/>',
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>',
+        f'<text x="{pad - 8}" y="{pad}" text-anchor="end" font-size="11">${peak:.4f}</text>',
+        f'<text x="{pad - 8}" y="{height - pad}" text-anchor="end" font-size="11">$0</text>',
+    ]
+    for day in days:
+        parts.append(
+            f'<text x="{x(day):.1f}" y="{height - pad + 16}" text-anchor="middle" '
+            f'font-size="10">{html.escape(day)}</text>'
+        )
+    for i, (model, points) in enumerate(sorted(series.items())):
+        color = _PALETTE[i % len(_PALETTE)]
+        coords = " ".join(f"{x(d):.1f},{y(c):.1f}" for d, c in points)
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
+        for d, c in points:
+            parts.append(f'<circle cx="{x(d):.1f}" cy="{y(c):.1f}" r="3" fill="{color}"/>')
+        parts.append(
+            f'<text x="{width - pad + 4}" y="{pad + 14 * i}" font-size="11" fill="{color}">'
+            f"{html.escape(model)}</text>"
+        )
+    parts.append("</svg>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"</head><body><h2>{html.escape(title)}</h2>{''.join(parts)}</body></html>"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.costs", description=__doc__.splitlines()[0])
+    parser.add_argument("ledger_dir")
+    parser.add_argument("--by", choices=GROUPS, default="model")
+    parser.add_argument("--since", type=dt.date.fromisoformat, default=None, help="YYYY-MM-DD")
+    parser.add_argument("--plot", default=None, help="write an HTML chart of cost over time")
+    args = parser.parse_args(argv)
+    if not Path(args.ledger_dir).is_dir():
+        print(f"no ledger at {args.ledger_dir}", file=sys.stderr)
+        return 2
+    table = load(args.ledger_dir, args.since)
+    print(format_report(table, args.by))
+    if args.plot:
+        Path(args.plot).write_text(render_html_chart(cost_series(table)), encoding="utf-8")
+        print(f"chart written to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""The seam between :class:`~llm.service.LLMService` and where provider calls run.
+
+The service validates a call and builds a :class:`~llm.providers.base.ProviderRequest`; an
+:class:`Executor` sends it and returns the provider's result with the number of attempts it
+took. :class:`LocalExecutor` runs calls in this process (one adapter per provider, the
+retry policy around each call); the Ray executor (``runtime="ray"``) implements the same
+:class:`Executor` protocol by sending requests to provider actors.
+
+Streams are retried only until the first text chunk has reached the caller: after that a
+failure is raised, because the caller has already seen part of an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm.config import Settings
+from llm.exceptions import LLMError, ProviderConnectionError
+from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult
+from llm.retry import RetryConfig, RetryPolicy
+
+logger = logging.getLogger("llm")
+
+AdapterFactory = Callable[..., ProviderAdapter]
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+class Executed(BaseModel):
+    """A finished call: the provider's normalised result and how many attempts it took."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    result: ProviderResult
+    attempts: int = 1
+
+
+class CallContext(BaseModel):
+    """Who a call belongs to: our request id, and the batch job/row when there is one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_id: str
+    job_id: str | None = None
+    row_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Where calls run. Implementations own their connection pools and retry loop."""
+
+    async def execute(self, request: ProviderRequest, ctx: CallContext) -> Executed:
+        """Send one non-streaming request (with retries) and return its result."""
+        ...
+
+    def execute_stream(
+        self, request: ProviderRequest, ctx: CallContext
+    ) -> AsyncIterator[str | Executed]:
+        """Stream one request: yields text chunks, then exactly one :class:`Executed`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connection pools and other resources."""
+        ...
+
+
+def _default_adapter_factory() -> AdapterFactory:
+    # Imported on first use so that importing the service does not load the SDKs.
+    from llm.providers.factory import create_adapter
+
+    return create_adapter
+
+
+class LocalExecutor:
+    """Runs calls in this process: one adapter per provider, created lazily and reused.
+
+    ``sleep`` is the retry policy's sleep (tests inject a fake); ``adapter_factory`` defaults
+    to :func:`llm.providers.factory.create_adapter`. Use from one event loop.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        retry_config: RetryConfig | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        adapter_factory: AdapterFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.retry_policy = RetryPolicy(retry_config or RetryConfig(), sleep=sleep)
+        self._sleep = sleep
+        self._adapter_factory = adapter_factory
+        self._adapters: dict[str, ProviderAdapter] = {}
+
+    def adapter(self, provider: str) -> ProviderAdapter:
+        """The adapter for ``provider``, created on first use."""
+        adapter = self._adapters.get(provider)
+        if adapter is None:
+            factory = self._adapter_factory or _default_adapter_factory()
+            adapter = factory(provider, self.settings)
+            self._adapters[provider] = adapter
+        return adapter
+
+    async def execute(self, request: ProviderRequest, ctx: CallContext) -> Executed:
+        """Send ``request`` through the retry policy."""
+        adapter = self.adapter(request.model.provider)
+
+        async def attempt(_: int) -> ProviderResult:
+            return await adapter.generate(request)
+
+        result, attempts = await self.retry_policy.run(
+            attempt, on_retry=_retry_logger(request, ctx)
+        )
+        return Executed(result=result, attempts=attempts)
+
+    async def execute_stream(
+        self, request: ProviderRequest, ctx: CallContext
+    ) -> AsyncIterator[str | Executed]:
+        """Stream ``request``; failures before the first text chunk are retried."""
+        adapter = self.adapter(request.model.provider)
+        policy = self.retry_policy
+        on_retry = _retry_logger(request, ctx)
+        attempt = 1
+        while True:
+            started = False
+            try:
+                async with contextlib.aclosing(adapter.stream(request)) as stream:
+                    async for item in stream:
+                        if isinstance(item, ProviderResult):
+                            yield Executed(result=item, attempts=attempt)
+                            return
+                        if item:
+                            started = True
+                            yield item
+                raise ProviderConnectionError(
+                    "stream ended without a final result",
+                    provider=request.model.provider,
+                    model=request.model.name,
+                )
+            except LLMError as error:
+                last = attempt > policy.config.max_retries
+                if started or last or not policy.is_retryable(error):
+                    error.attempts = attempt  # type: ignore[attr-defined]
+                    raise
+                delay = policy.delay_for(attempt, error)
+                on_retry(attempt, error, delay)
+                await self._sleep(delay)
+                attempt += 1
+
+    async def aclose(self) -> None:
+        """Close every adapter's connection pool."""
+        adapters, self._adapters = list(self._adapters.values()), {}
+        for adapter in adapters:
+            await adapter.aclose()
+
+
+def _retry_logger(
+    request: ProviderRequest, ctx: CallContext
+) -> Callable[[int, BaseException, float], None]:
+    def log_retry(attempt: int, error: BaseException, delay: float) -> None:
+        logger.warning(
+            "llm retry model=%s provider=%s attempt=%d error=%s delay_s=%.2f request_id=%s",
+            request.model.name,
+            request.model.provider,
+            attempt,
+            type(error).__name__,
+            delay,
+            ctx.request_id,
+        )
+
+    return log_retry

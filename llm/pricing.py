@@ -1,0 +1,123 @@
+"""Exact cost of a call: token counts (``Usage``) times a model's per-million rates.
+
+Owns the billing rules, the same for every provider and driven by the registry data:
+
+* uncached input (input - cached - cache writes) at ``input``;
+* cached tokens at ``cache_read`` (unset: ``input``);
+* cache writes: the 5-minute part (writes - 1h writes) at ``cache_write_5m`` and the
+  one-hour part at ``cache_write_1h`` (Anthropic). An unset write rate means "the plain input
+  rate": OpenAI and Gemini charge no write surcharge, so their entries leave it unset;
+* Gemini explicit-cache storage, ``cache_storage_token_hours x cache_storage_per_hour``,
+  is added into ``cache_write_cost``;
+* output, reasoning/thinking included, at ``output``;
+* long-context tier: when the model has a threshold and the prompt's ``input_tokens``
+  (cache reads and writes included) exceed it, every token of the request uses the
+  ``long_context`` rates.
+
+All arithmetic is :class:`~decimal.Decimal`; no float is ever involved.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+
+from llm.models import ModelInfo, PriceTier, Pricing
+from llm.types import Cost, Usage
+
+MILLION = Decimal(1_000_000)
+
+
+def _price(tokens: int | Decimal, rate_per_million: Decimal) -> Decimal:
+    with localcontext() as ctx:  # exact whatever precision the caller's context has
+        ctx.prec = 60
+        return Decimal(tokens) * rate_per_million / MILLION
+
+
+def tier_for(pricing: Pricing, input_tokens: int) -> PriceTier:
+    """The rates that apply to a request whose prompt has ``input_tokens`` tokens."""
+    threshold = pricing.long_context_threshold
+    if threshold is not None and pricing.long_context is not None and input_tokens > threshold:
+        return pricing.long_context
+    return pricing.standard
+
+
+def _read_rate(tier: PriceTier) -> Decimal:
+    return tier.cache_read if tier.cache_read is not None else tier.input
+
+
+def _write_rates(tier: PriceTier) -> tuple[Decimal, Decimal]:
+    """(5-minute, one-hour) write rates: unset 5m means the input rate, unset 1h the 5m rate."""
+    five = tier.cache_write_5m if tier.cache_write_5m is not None else tier.input
+    hour = tier.cache_write_1h if tier.cache_write_1h is not None else five
+    return five, hour
+
+
+def _check_usage(usage: Usage) -> None:
+    counts = usage.model_dump(exclude={"total_tokens"})
+    negative = [name for name, value in counts.items() if value < 0]
+    if negative:
+        raise ValueError(f"usage counts must not be negative: {', '.join(negative)}")
+    if usage.uncached_input_tokens < 0:
+        raise ValueError("usage: cached_tokens + cache_write_tokens exceed input_tokens")
+    if usage.cache_write_1h_tokens > usage.cache_write_tokens:
+        raise ValueError("usage: cache_write_1h_tokens exceed cache_write_tokens")
+
+
+def _storage_cost(model: ModelInfo, token_hours: Decimal | int) -> Decimal:
+    hours = Decimal(token_hours)
+    if hours < 0:
+        raise ValueError("cache_storage_token_hours must not be negative")
+    if hours == 0:
+        return Decimal(0)
+    rate = model.pricing.cache_storage_per_hour
+    if rate is None:
+        raise ValueError(f"{model.name} has no cache storage price")
+    return _price(hours, rate)
+
+
+def compute_cost(
+    model: ModelInfo,
+    usage: Usage,
+    *,
+    cache_storage_token_hours: Decimal | int = 0,
+) -> Cost:
+    """What ``usage`` costs on ``model``, billed the way its provider bills it.
+
+    ``cache_storage_token_hours`` (tokens x hours a Gemini explicit cache was kept) adds
+    storage into ``cache_write_cost``. Raises ``ValueError`` for inconsistent usage.
+    """
+    _check_usage(usage)
+    tier = tier_for(model.pricing, usage.input_tokens)
+    five_rate, hour_rate = _write_rates(tier)
+    writes_1h = usage.cache_write_1h_tokens
+    writes_5m = usage.cache_write_tokens - writes_1h
+    write_cost = _price(writes_5m, five_rate) + _price(writes_1h, hour_rate)
+    return Cost(
+        input_cost=_price(usage.uncached_input_tokens, tier.input),
+        output_cost=_price(usage.output_tokens, tier.output),
+        cache_read_cost=_price(usage.cached_tokens, _read_rate(tier)),
+        cache_write_cost=write_cost + _storage_cost(model, cache_storage_token_hours),
+    )
+
+
+def estimate_cost(model: ModelInfo, input_tokens: int, output_tokens: int) -> Cost:
+    """A dry-run price for a prompt and answer of the given sizes, without any caching."""
+    return compute_cost(model, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+
+
+def cache_savings(model: ModelInfo, usage: Usage) -> Decimal:
+    """What caching saved on this call, in USD (negative when write surcharges dominate).
+
+    ``cached x (input - read)`` saved on reads, minus ``writes x (write_rate - input)``
+    paid extra on writes, at the tier the request was billed at.
+    """
+    _check_usage(usage)
+    tier = tier_for(model.pricing, usage.input_tokens)
+    five_rate, hour_rate = _write_rates(tier)
+    writes_1h = usage.cache_write_1h_tokens
+    writes_5m = usage.cache_write_tokens - writes_1h
+    saved = _price(usage.cached_tokens, tier.input - _read_rate(tier))
+    surcharge = _price(writes_5m, five_rate - tier.input) + _price(
+        writes_1h, hour_rate - tier.input
+    )
+    return saved - surcharge

@@ -1,0 +1,392 @@
+"""The public entry point: :class:`LLMService`, one API over Claude, Gemini and OpenAI.
+
+::
+
+    from llm import LLMService, Message, MessageRole
+
+    async with LLMService() as service:
+        response = await service.generate(
+            model="claude-sonnet-4.5",
+            messages=[Message(role=MessageRole.USER, content="Hello")],
+        )
+
+A call is resolved against the model registry, checked (:mod:`llm.service_checks`), sent
+through an :class:`~llm.executor.Executor` (in process by default, or through the Ray
+actors with ``runtime="ray"``), priced, tracked and logged. Structured output is parsed and
+validated here, with a bounded re-ask when the reply does not match the schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from typing import IO, Any
+
+from llm.config import Settings, load_settings
+from llm.cost import CostTracker, summarize
+from llm.exceptions import ConfigurationError, InvalidRequestError, LLMError, StructuredOutputError
+from llm.executor import CallContext, Executed, Executor, LocalExecutor
+from llm.logging_policy import log_call, log_failure
+from llm.models import ModelInfo
+from llm.providers.base import ProviderRequest, ToolSpec
+from llm.recommend import get_best_model_for_task
+from llm.registry import lifecycle_warning, list_available_models, resolve_model
+from llm.retry import RetryConfig
+from llm.service_checks import (
+    ModelLifecycleWarning,
+    check_capabilities,
+    check_credentials,
+    check_options,
+    normalize_messages,
+    preflight_context,
+    resolve_max_tokens,
+)
+from llm.service_response import call_response, merge_calls
+from llm.streaming import ResponseStream
+from llm.structured import check_schema, parse_structured, reask_message
+from llm.summary import format_cost_summary
+from llm.tool_specs import check_tool_choice, normalize_tools
+from llm.types import LLMResponse, Message, MessageRole
+
+__all__ = ["LLMService", "ModelLifecycleWarning", "ResponseStream"]
+
+RUNTIMES = ("local", "ray")
+MessagesArg = Sequence[Message | dict[str, Any]]
+ToolsArg = Sequence[ToolSpec | dict[str, Any]]
+
+
+class LLMService:
+    """Generate text, streams, structured output and tool calls with any registered model.
+
+    ``offline=True`` (or ``LLM_OFFLINE=1``) starts the built-in emulator in a background
+    thread and points every provider at it. ``executor`` replaces the runtime's executor
+    (the service then owns it and closes it in :meth:`aclose`). ``today``, ``sleep`` and
+    ``clock`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        enable_cost_tracking: bool = True,
+        retry_config: RetryConfig | None = None,
+        settings: Settings | None = None,
+        runtime: str | None = None,
+        executor: Executor | None = None,
+        cost_tracker: CostTracker | None = None,
+        structured_output_retries: int = 1,
+        offline: bool | None = None,
+        today: dt.date | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        settings = settings or load_settings()
+        self._emulator: Any = None
+        if settings.offline if offline is None else offline:
+            settings = self._start_emulator(settings)
+        self.settings = settings
+        self.runtime = (runtime or settings.runtime).lower()
+        if self.runtime not in RUNTIMES:
+            raise ConfigurationError(f"runtime must be one of {', '.join(RUNTIMES)}")
+        if structured_output_retries < 0:
+            raise ConfigurationError("structured_output_retries must be 0 or more")
+        self.retry_config = retry_config or RetryConfig()
+        self.cost_tracker = (cost_tracker or CostTracker()) if enable_cost_tracking else None
+        self.structured_output_retries = structured_output_retries
+        self._executor = executor
+        self._custom_executor = executor is not None
+        self._today = today
+        self._sleep = sleep
+        self._clock = clock
+        self._warned: set[str] = set()
+
+    def _start_emulator(self, settings: Settings) -> Settings:
+        try:
+            from llm.emulator.server import EmulatorConfig, settings_for, start_in_thread
+        except ImportError:
+            raise ConfigurationError("offline mode needs the built-in emulator") from None
+        self._emulator = start_in_thread(EmulatorConfig())
+        return settings_for(self._emulator.base_url, base=settings)
+
+    # ------------------------------------------------------------------ executor
+
+    @property
+    def executor(self) -> Executor:
+        """The executor calls run on (created on first use)."""
+        if self._executor is None:
+            self._executor = self._make_executor()
+        return self._executor
+
+    def _make_executor(self) -> Executor:
+        if self.runtime == "ray":
+            try:
+                from runtime.executor import RayExecutor
+            except ImportError:
+                raise ConfigurationError(
+                    "runtime='ray' needs runtime.executor.RayExecutor, which is not available"
+                ) from None
+            return RayExecutor(self.settings, self.retry_config)
+        return LocalExecutor(self.settings, self.retry_config, sleep=self._sleep)
+
+    # ------------------------------------------------------------------ preparation
+
+    def _pick_model(self, model: str | None, task: str | None, budget: str | None) -> ModelInfo:
+        if model is None and task is not None:
+            try:
+                model = get_best_model_for_task(task, budget or "medium", today=self._today)
+            except ValueError as error:
+                raise InvalidRequestError(str(error)) from None
+        elif budget is not None and task is None:
+            raise InvalidRequestError("budget is used only together with task")
+        if model is not None and not isinstance(model, str):
+            raise InvalidRequestError("model must be a model name")
+        return resolve_model(model or self.settings.default_model)
+
+    def _warn_lifecycle(self, model: ModelInfo) -> None:
+        if model.name in self._warned:
+            return
+        self._warned.add(model.name)
+        text = lifecycle_warning(model, today=self._today)
+        if text:
+            warnings.warn(text, ModelLifecycleWarning, stacklevel=4)
+
+    def _prepare(
+        self, model: str | None, messages: MessagesArg | None, options: dict[str, Any]
+    ) -> ProviderRequest:
+        info = self._pick_model(model, options.pop("task"), options.pop("budget"))
+        self._warn_lifecycle(info)
+        checked = normalize_messages(messages)
+        tools = normalize_tools(options.pop("tools"))
+        schema = options.pop("structured_output_schema")
+        effort = options["reasoning_effort"]
+        check_capabilities(info, checked, has_tools=bool(tools), reasoning_effort=effort)
+        check_options(
+            temperature=options["temperature"],
+            timeout=options["timeout"],
+            cache_ttl=options["cache_ttl"],
+        )
+        caching = options.pop("enable_caching")
+        request = ProviderRequest(
+            model=info,
+            messages=checked,
+            max_tokens=resolve_max_tokens(info, options.pop("max_tokens")),
+            enable_caching=self.settings.enable_caching if caching is None else bool(caching),
+            structured_output_schema=check_schema(schema) if schema is not None else None,
+            tools=tools,
+            tool_choice=check_tool_choice(options.pop("tool_choice"), tools),
+            **options,
+        )
+        preflight_context(request)
+        if not self._custom_executor:
+            check_credentials(self.settings, info.provider)
+        return request
+
+    # ------------------------------------------------------------------ calls
+
+    async def generate(
+        self,
+        model: str | None = None,
+        messages: MessagesArg | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        enable_caching: bool | None = None,
+        structured_output_schema: dict[str, Any] | None = None,
+        tools: ToolsArg | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        reasoning_effort: str | None = None,
+        timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        cache_ttl: str = "5m",
+        task: str | None = None,
+        budget: str | None = None,
+        request_id: str | None = None,
+    ) -> LLMResponse:
+        """Send one request and return the full response (retries and re-asks included).
+
+        ``model=None`` picks the recommendation for ``task``/``budget`` if given, else
+        ``settings.default_model``. Raises :mod:`llm.exceptions` errors only.
+        """
+        options = dict(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            enable_caching=enable_caching,
+            structured_output_schema=structured_output_schema,
+            tools=tools,
+            tool_choice=tool_choice,
+            reasoning_effort=reasoning_effort,
+            timeout=timeout,
+            cache_ttl=cache_ttl,
+            task=task,
+            budget=budget,
+        )
+        request = self._prepare(model, messages, options)
+        call_id = request_id or uuid.uuid4().hex
+        meta = dict(metadata or {})
+        try:
+            response = await self._run(request, call_id, meta)
+        except LLMError as error:
+            log_failure(request.model.name, request.model.provider, error, call_id=call_id)
+            raise
+        log_call(self.settings, response, request.messages, call_id=call_id)
+        return response
+
+    async def _run(
+        self, request: ProviderRequest, call_id: str, meta: dict[str, Any]
+    ) -> LLMResponse:
+        started = self._clock()
+        schema = request.structured_output_schema
+        calls: list[LLMResponse] = []
+        for round_index in range(self.structured_output_retries + 1):
+            this_id = call_id if round_index == 0 else f"{call_id}-{round_index + 1}"
+            ctx = CallContext(request_id=this_id, metadata=meta)
+            round_start = self._clock()
+            executed = await self.executor.execute(request, ctx)
+            call = call_response(
+                request.model,
+                executed,
+                call_id=this_id,
+                metadata=meta,
+                latency_s=self._clock() - round_start,
+            )
+            self._track(call)
+            calls.append(call)
+            if schema is None or call.tool_calls:
+                return merge_calls(
+                    calls, structured_output=None, latency_s=self._clock() - started, metadata=meta
+                )
+            value, problem = parse_structured(call.text, schema)
+            if problem is None:
+                return merge_calls(
+                    calls, structured_output=value, latency_s=self._clock() - started, metadata=meta
+                )
+            reply = Message(role=MessageRole.ASSISTANT, content=call.text)
+            messages = (*request.messages, reply, reask_message(problem))
+            request = request.model_copy(update={"messages": messages})
+        raise _structured_error(request.model, calls[-1].text, problem, len(calls))
+
+    def generate_stream(
+        self,
+        model: str | None = None,
+        messages: MessagesArg | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        enable_caching: bool | None = None,
+        structured_output_schema: dict[str, Any] | None = None,
+        tools: ToolsArg | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        reasoning_effort: str | None = None,
+        timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        cache_ttl: str = "5m",
+        task: str | None = None,
+        budget: str | None = None,
+        request_id: str | None = None,
+    ) -> ResponseStream:
+        """Stream one request: ``async for chunk in stream``, then ``stream.response``.
+
+        The request is checked at once (errors raise here); structured output is validated
+        when the stream ends (no re-ask: the text has already been shown).
+        """
+        options = dict(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            enable_caching=enable_caching,
+            structured_output_schema=structured_output_schema,
+            tools=tools,
+            tool_choice=tool_choice,
+            reasoning_effort=reasoning_effort,
+            timeout=timeout,
+            cache_ttl=cache_ttl,
+            task=task,
+            budget=budget,
+        )
+        request = self._prepare(model, messages, options)
+        call_id = request_id or uuid.uuid4().hex
+        meta = dict(metadata or {})
+        ctx = CallContext(request_id=call_id, metadata=meta)
+        started = self._clock()
+
+        def finish(executed: Executed) -> LLMResponse:
+            response = call_response(
+                request.model,
+                executed,
+                call_id=call_id,
+                metadata=meta,
+                latency_s=self._clock() - started,
+            )
+            self._track(response)
+            response = self._with_structured(request, response)
+            log_call(self.settings, response, request.messages, call_id=call_id)
+            return response
+
+        def on_error(error: BaseException) -> None:
+            log_failure(request.model.name, request.model.provider, error, call_id=call_id)
+
+        return ResponseStream(self.executor.execute_stream(request, ctx), finish, on_error)
+
+    def _with_structured(self, request: ProviderRequest, response: LLMResponse) -> LLMResponse:
+        schema = request.structured_output_schema
+        if schema is None or response.tool_calls:
+            return response
+        value, problem = parse_structured(response.text, schema)
+        if problem is not None:
+            raise _structured_error(request.model, response.text, problem, 1)
+        return response.model_copy(update={"structured_output": value})
+
+    def _track(self, response: LLMResponse) -> None:
+        if self.cost_tracker is not None:
+            self.cost_tracker.track_request(response)
+
+    # ------------------------------------------------------------------ helpers
+
+    def get_recommended_model(self, task: str, budget: str = "medium") -> str:
+        """The best active model for ``task`` within ``budget`` ("low", "medium", "high")."""
+        return get_best_model_for_task(task, budget, today=self._today)
+
+    def list_available_models(self) -> list[str]:
+        """Canonical names of every model that is not retired."""
+        return list_available_models(today=self._today)
+
+    def get_cost_stats(self) -> dict[str, Any]:
+        """Cost totals of this service's calls (empty totals if tracking is off)."""
+        if self.cost_tracker is None:
+            return summarize([])
+        return self.cost_tracker.get_stats()
+
+    def print_cost_summary(self, file: IO[str] | None = None) -> None:
+        """Print the cost summary in the brief's format."""
+        print(format_cost_summary(self.get_cost_stats()), file=file or sys.stdout)
+
+    async def aclose(self) -> None:
+        """Close connection pools and stop the offline emulator, if one was started."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await executor.aclose()
+        emulator, self._emulator = self._emulator, None
+        if emulator is not None:
+            emulator.stop()
+
+    async def __aenter__(self) -> LLMService:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _structured_error(
+    model: ModelInfo, raw_text: str, problem: str | None, attempts: int
+) -> StructuredOutputError:
+    return StructuredOutputError(
+        f"the reply did not match the JSON schema after {attempts} attempt(s) "
+        "(details in validation_error)",
+        raw_text=raw_text,
+        validation_error=problem,
+        provider=model.provider,
+        model=model.name,
+    )

@@ -1,0 +1,424 @@
+"""The cost ledger on disk: one row per request, in Parquet part files, never duplicated.
+
+A ledger directory holds files named ``part-<UTC time>-<uuid>.parquet``; each flush writes
+one new file and never touches an old one. Query the whole directory with DuckDB
+(``SELECT sum(total_cost) FROM 'llm-ledger/part-*.parquet'``), pandas
+(``pd.read_parquet("llm-ledger")``) or :func:`read_ledger`.
+
+Columns (:data:`LEDGER_SCHEMA`). Token counts follow the convention of :mod:`llm.types`.
+
+=======================  ======================  =============================================
+column                   type                    meaning
+=======================  ======================  =============================================
+request_id               string, unique          the runtime's id of the request (dedup key)
+job_id                   string                  the batch job or session that sent it
+row_id                   string, nullable        the input row of a batch job
+ts                       timestamp[us, UTC]      when the request finished
+provider                 string                  ``anthropic`` / ``openai`` / ``google``
+model                    string                  the canonical model name asked for
+api_model                string, nullable        the model id the provider answered with
+status                   string                  ``ok``, or the error type name on failure
+error_type               string, nullable        the error type name (null when ok)
+input_tokens             int64                   all prompt tokens, cache reads/writes included
+output_tokens            int64                   all generated tokens, reasoning included
+cached_tokens            int64                   prompt tokens read from the cache
+cache_write_tokens       int64                   prompt tokens written to the cache
+cache_write_1h_tokens    int64                   the part of those written with a 1-hour TTL
+reasoning_tokens         int64                   output tokens spent on reasoning
+total_tokens             int64                   input_tokens + output_tokens
+input_cost               decimal128(20, 10)      USD for uncached prompt tokens
+output_cost              decimal128(20, 10)      USD for output tokens
+cache_read_cost          decimal128(20, 10)      USD for cache reads
+cache_write_cost         decimal128(20, 10)      USD for cache writes
+total_cost               decimal128(20, 10)      USD, the sum of the four costs above
+cache_savings            decimal128(20, 10)      USD saved by cache reads vs. the plain rate
+latency_s                float64                 seconds from send to last byte (all attempts)
+attempts                 int32                   how many attempts the request took
+streamed                 bool                    whether the answer was streamed
+=======================  ======================  =============================================
+
+The ledger never holds prompt or response text, nor any key.
+
+Durability. :meth:`LedgerWriter.flush` writes a temporary file in the same directory,
+fsyncs it, renames it into place with ``os.replace`` and fsyncs the directory, so a part file
+is either complete or absent. A record counts as acknowledged only once a flush has made it
+durable; ``append(..., durable=True)`` flushes before returning. On start, the writer reads
+the ``request_id`` column of every part file, so a record appended again after a restart is
+dropped rather than written twice. One writer per directory (the LedgerActor).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llm.types import LLMResponse
+
+COST = pa.decimal128(20, 10)
+_QUANTUM = Decimal("1e-10")
+_ZERO = Decimal(0)
+_PART_GLOB = "part-*.parquet"
+_TMP_PREFIX = ".part-"
+_TMP_SUFFIX = ".parquet.tmp"
+_STALE_TMP_S = 3600.0
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("job_id", pa.string(), nullable=False),
+        pa.field("row_id", pa.string()),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("provider", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("api_model", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error_type", pa.string()),
+        *(
+            pa.field(name, pa.int64(), nullable=False)
+            for name in (
+                "input_tokens",
+                "output_tokens",
+                "cached_tokens",
+                "cache_write_tokens",
+                "cache_write_1h_tokens",
+                "reasoning_tokens",
+                "total_tokens",
+            )
+        ),
+        *(
+            pa.field(name, COST, nullable=False)
+            for name in (
+                "input_cost",
+                "output_cost",
+                "cache_read_cost",
+                "cache_write_cost",
+                "total_cost",
+                "cache_savings",
+            )
+        ),
+        pa.field("latency_s", pa.float64(), nullable=False),
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("streamed", pa.bool_(), nullable=False),
+    ]
+)
+
+_COST_FIELDS = ("input_cost", "output_cost", "cache_read_cost", "cache_write_cost")
+
+
+class LedgerRecord(BaseModel):
+    """One ledger row; see the module docstring for each field."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_id: str = Field(min_length=1)
+    job_id: str
+    row_id: str | None = None
+    ts: datetime
+    provider: str
+    model: str
+    api_model: str | None = None
+    status: str = "ok"
+    error_type: str | None = None
+    input_tokens: int = Field(0, ge=0)
+    output_tokens: int = Field(0, ge=0)
+    cached_tokens: int = Field(0, ge=0)
+    cache_write_tokens: int = Field(0, ge=0)
+    cache_write_1h_tokens: int = Field(0, ge=0)
+    reasoning_tokens: int = Field(0, ge=0)
+    total_tokens: int = Field(0, ge=0)
+    input_cost: Decimal = _ZERO
+    output_cost: Decimal = _ZERO
+    cache_read_cost: Decimal = _ZERO
+    cache_write_cost: Decimal = _ZERO
+    total_cost: Decimal = _ZERO
+    cache_savings: Decimal = _ZERO
+    latency_s: float = 0.0
+    attempts: int = Field(1, ge=0)
+    streamed: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_totals(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            if data.get("total_tokens") is None:
+                data["total_tokens"] = data.get("input_tokens", 0) + data.get("output_tokens", 0)
+            if data.get("total_cost") is None:
+                data["total_cost"] = sum((Decimal(data.get(f, 0)) for f in _COST_FIELDS), _ZERO)
+        return data
+
+    @field_validator("row_id", mode="before")
+    @classmethod
+    def _row_id_text(cls, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    @field_validator("ts")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @field_validator(*_COST_FIELDS, "total_cost", "cache_savings")
+    @classmethod
+    def _ten_places(cls, value: Decimal) -> Decimal:
+        return value.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+    @classmethod
+    def from_response(
+        cls,
+        response: LLMResponse,
+        *,
+        job_id: str,
+        row_id: str | None = None,
+        request_id: str | None = None,
+        ts: datetime | None = None,
+        api_model: str | None = None,
+        cache_savings: Decimal = _ZERO,
+        streamed: bool = False,
+    ) -> LedgerRecord:
+        """A successful request's row. ``request_id`` defaults to the response's, else a uuid.
+
+        Pass the runtime's own id for ``request_id`` so that re-sent appends deduplicate.
+        """
+        usage, cost = response.usage, response.cost
+        costs = {name: getattr(cost, name) if cost else _ZERO for name in _COST_FIELDS}
+        return cls(
+            request_id=request_id or response.request_id or uuid.uuid4().hex,
+            job_id=job_id,
+            row_id=row_id,
+            ts=ts or datetime.now(UTC),
+            provider=response.provider,
+            model=response.model,
+            api_model=api_model or response.metadata.get("api_model"),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cache_savings=cache_savings,
+            latency_s=response.latency_s,
+            attempts=response.attempts,
+            streamed=streamed,
+            **costs,
+        )
+
+    @classmethod
+    def from_error(
+        cls,
+        error: BaseException,
+        *,
+        job_id: str,
+        request_id: str,
+        provider: str,
+        model: str,
+        row_id: str | None = None,
+        ts: datetime | None = None,
+        latency_s: float = 0.0,
+        attempts: int | None = None,
+        streamed: bool = False,
+    ) -> LedgerRecord:
+        """A failed request's row: zero tokens and cost, status = the error type name."""
+        name = type(error).__name__
+        return cls(
+            request_id=request_id,
+            job_id=job_id,
+            row_id=row_id,
+            ts=ts or datetime.now(UTC),
+            provider=provider,
+            model=model,
+            status=name,
+            error_type=name,
+            latency_s=latency_s,
+            attempts=attempts if attempts is not None else (getattr(error, "attempts", None) or 1),
+            streamed=streamed,
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        """The record as a dict keyed by ledger column."""
+        return self.model_dump()
+
+
+class LedgerWriter:
+    """Buffers records and writes them as new Parquet part files. See the module docstring.
+
+    Not thread-safe; use from one event loop (the LedgerActor's). File writes are blocking.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_rows: int = 1000,
+        flush_interval_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_rows = max_rows
+        self.flush_interval_s = flush_interval_s
+        self._clock = clock
+        self._pending: dict[str, LedgerRecord] = {}
+        self._pending_since: float | None = None
+        self._closed = False
+        _remove_stale_temp_files(self.directory)
+        self._durable: set[str] = _durable_ids(self.directory)
+        self.files_written = 0
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def is_durable(self, request_id: str) -> bool:
+        """True once a flush (by this or an earlier writer) has put ``request_id`` on disk."""
+        return request_id in self._durable
+
+    def append(self, records: Iterable[LedgerRecord], *, durable: bool = False) -> list[str]:
+        """Buffer new records; return the ids accepted (duplicates are dropped).
+
+        With ``durable=True`` the buffer is flushed before returning, so every accepted id
+        (and any earlier pending one) is on disk when this returns.
+        """
+        if self._closed:
+            raise RuntimeError("ledger writer is closed")
+        accepted = []
+        for record in records:
+            rid = record.request_id
+            if rid in self._durable or rid in self._pending:
+                continue
+            self._pending[rid] = record
+            accepted.append(rid)
+        if accepted and self._pending_since is None:
+            self._pending_since = self._clock()
+        if durable:
+            self.flush()
+        return accepted
+
+    def flush(self) -> list[str]:
+        """Write all buffered records as one new part file; return the ids made durable."""
+        if not self._pending:
+            return []
+        rows = [record.to_row() for record in self._pending.values()]
+        table = pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)
+        _write_atomically(table, self.directory)
+        ids = list(self._pending)
+        self._durable.update(ids)
+        self._pending.clear()
+        self._pending_since = None
+        self.files_written += 1
+        return ids
+
+    def maybe_flush(self) -> list[str]:
+        """Flush if ``max_rows`` are buffered or the oldest has waited ``flush_interval_s``."""
+        if not self._pending:
+            return []
+        now = self._clock()
+        waited = now - (now if self._pending_since is None else self._pending_since)
+        if len(self._pending) >= self.max_rows or waited >= self.flush_interval_s:
+            return self.flush()
+        return []
+
+    def close(self) -> list[str]:
+        """Flush what is left; later appends raise."""
+        ids = self.flush() if not self._closed else []
+        self._closed = True
+        return ids
+
+    def __enter__(self) -> LedgerWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _part_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob(_PART_GLOB)) if directory.is_dir() else []
+
+
+def _durable_ids(directory: Path) -> set[str]:
+    ids: set[str] = set()
+    for path in _part_files(directory):
+        column = pq.read_table(path, columns=["request_id"]).column("request_id")
+        ids.update(column.to_pylist())
+    return ids
+
+
+def _remove_stale_temp_files(directory: Path) -> None:
+    cutoff = time.time() - _STALE_TMP_S
+    for path in directory.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _write_atomically(table: pa.Table, directory: Path) -> Path:
+    token = uuid.uuid4().hex
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    final = directory / f"part-{stamp}-{token}.parquet"
+    temp = directory / f"{_TMP_PREFIX}{token}{_TMP_SUFFIX}"
+    try:
+        with temp.open("wb") as handle:
+            pq.write_table(table, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(directory)
+    return final
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open a directory; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_ledger(directory: str | os.PathLike[str]) -> pa.Table:
+    """Every row of every part file, in :data:`LEDGER_SCHEMA` (empty if there are none)."""
+    tables = [_conform(pq.read_table(path)) for path in _part_files(Path(directory))]
+    return pa.concat_tables(tables) if tables else LEDGER_SCHEMA.empty_table()
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """Fit a part file to the current schema (columns missing from older files read null)."""
+    columns = []
+    for field in LEDGER_SCHEMA:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=LEDGER_SCHEMA.with_metadata(None))
+
+
+def ledger_totals(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Request, error and token counts, total cost and cache savings (exact Decimals)."""
+    table = read_ledger(directory)
+    ok = pc.sum(pc.equal(table["status"], "ok")).as_py() or 0
+    totals: dict[str, Any] = {"requests": table.num_rows, "errors": table.num_rows - ok}
+    for name in ("input_tokens", "output_tokens", "cached_tokens", "total_tokens"):
+        totals[name] = pc.sum(table[name]).as_py() or 0
+    for name in ("total_cost", "cache_savings"):
+        value = pc.sum(table[name]).as_py()
+        totals[name] = value if value is not None else _ZERO
+    return totals
