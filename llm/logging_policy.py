@@ -16,6 +16,9 @@ from llm.config import Settings
 from llm.types import LLMResponse, Message
 
 logger = logging.getLogger("llm")
+# A library configures no output: without this, warnings would reach stderr through
+# logging's last-resort handler whenever the application has not set up logging.
+logger.addHandler(logging.NullHandler())
 
 
 def _prompt_text(messages: Sequence[Message]) -> str:

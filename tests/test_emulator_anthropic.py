@@ -17,17 +17,17 @@ import anthropic
 import httpx2
 import jsonschema
 import pytest
+from conftest import SENTINEL_KEY
 
 from llm.emulator import anthropic_wire
 from llm.emulator.engine import EmulatorConfig, Engine
 from llm.emulator.protocol import EmuError
 from llm.emulator.server import Emulator, settings_for, start_in_thread
-from tests.conftest import SENTINEL_KEY
 
 try:
     from llm.registry import get_model_info as LOOKUP
 except ImportError:  # the registry is written in parallel; fall back to a tiny table
-    from tests.test_emulator_engine import MODELS
+    from test_emulator_engine import MODELS
 
     LOOKUP = {"claude-sonnet-4-5": MODELS["claude-test"]}.get
 
@@ -92,7 +92,7 @@ async def test_create_returns_dated_model_text_and_usage(client):
     raw = await client.messages.with_raw_response.create(
         model=MODEL, max_tokens=200, messages=_user("Tell me about Lisbon [[emu:tokens=25]]")
     )
-    message = raw.parse()
+    message = await raw.parse()
     assert raw.headers["request-id"].startswith("req_") and message.id.startswith("msg_")
     assert message.model == "claude-sonnet-4-5-20250929"
     assert message.stop_reason == "end_turn" and message.content[0].type == "text"
@@ -106,7 +106,11 @@ async def test_create_returns_dated_model_text_and_usage(client):
 
 
 async def test_stream_helper_and_raw_stream_agree(client):
-    kwargs = {"model": MODEL, "max_tokens": 300, "messages": _user("Describe Porto [[emu:tokens=40]]")}
+    kwargs = {
+        "model": MODEL,
+        "max_tokens": 300,
+        "messages": _user("Describe Porto [[emu:tokens=40]]"),
+    }
     async with client.messages.stream(**kwargs) as stream:
         pieces = [text async for text in stream.text_stream]
         final = await stream.get_final_message()
@@ -155,7 +159,10 @@ async def test_forced_tool_call_validates_against_its_schema(client):
         messages=[
             {"role": "user", "content": "What's the weather?"},
             {"role": "assistant", "content": [block.model_dump() for block in message.content]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18C"}]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18C"}],
+            },
         ],
     )
     assert follow_up.stop_reason == "end_turn" and follow_up.content[0].type == "text"
@@ -194,8 +201,13 @@ async def test_thinking_blocks_and_tokens(client):
 
 async def test_image_tokens_are_counted_from_pixels(client):
     text_only = [{"type": "text", "text": "What is this?"}]
-    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": _png(300, 250)}}
-    plain = await client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": text_only}])
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": _png(300, 250)},
+    }
+    plain = await client.messages.count_tokens(
+        model=MODEL, messages=[{"role": "user", "content": text_only}]
+    )
     with_image = await client.messages.count_tokens(
         model=MODEL, messages=[{"role": "user", "content": [*text_only, image]}]
     )
@@ -208,13 +220,19 @@ async def test_image_tokens_are_counted_from_pixels(client):
 
 # ---------------------------------------------------------------------- caching
 def _cached_system(tag: str) -> list[dict]:
-    return [{"type": "text", "text": f"{tag} {LONG_SYSTEM}", "cache_control": {"type": "ephemeral"}}]
+    return [
+        {"type": "text", "text": f"{tag} {LONG_SYSTEM}", "cache_control": {"type": "ephemeral"}}
+    ]
 
 
 async def test_cache_write_then_read(client):
     system = _cached_system("write-read")
-    first = await client.messages.create(model=MODEL, max_tokens=50, system=system, messages=_user("one"))
-    second = await client.messages.create(model=MODEL, max_tokens=50, system=system, messages=_user("two"))
+    first = await client.messages.create(
+        model=MODEL, max_tokens=50, system=system, messages=_user("one")
+    )
+    second = await client.messages.create(
+        model=MODEL, max_tokens=50, system=system, messages=_user("two")
+    )
     written = first.usage.cache_creation_input_tokens
     assert written >= 1024 and first.usage.cache_read_input_tokens == 0
     assert first.usage.cache_creation.ephemeral_5m_input_tokens == written
@@ -230,21 +248,31 @@ async def test_cache_is_not_readable_before_the_writer_started(emu, client):
     before = (await _stats(emu))["requests"]
     writer = asyncio.create_task(
         client.messages.create(
-            model=MODEL, max_tokens=50, system=system, messages=_user("slow [[emu:latency_ms=1500]]")
+            model=MODEL,
+            max_tokens=50,
+            system=system,
+            messages=_user("slow [[emu:latency_ms=1500]]"),
         )
     )
     while (await _stats(emu))["requests"] == before:
         await asyncio.sleep(0.01)
-    early = await client.messages.create(model=MODEL, max_tokens=50, system=system, messages=_user("early"))
+    early = await client.messages.create(
+        model=MODEL, max_tokens=50, system=system, messages=_user("early")
+    )
     written = (await writer).usage.cache_creation_input_tokens
     assert early.usage.cache_read_input_tokens == 0
     assert early.usage.cache_creation_input_tokens == written > 0
-    late = await client.messages.create(model=MODEL, max_tokens=50, system=system, messages=_user("late"))
+    late = await client.messages.create(
+        model=MODEL, max_tokens=50, system=system, messages=_user("late")
+    )
     assert late.usage.cache_read_input_tokens == written
 
 
 async def test_more_than_four_breakpoints_is_rejected(client):
-    blocks = [{"type": "text", "text": f"part {i}", "cache_control": {"type": "ephemeral"}} for i in range(5)]
+    blocks = [
+        {"type": "text", "text": f"part {i}", "cache_control": {"type": "ephemeral"}}
+        for i in range(5)
+    ]
     with pytest.raises(anthropic.BadRequestError) as exc:
         await client.messages.create(model=MODEL, max_tokens=10, system=blocks, messages=_user("x"))
     assert "maximum of 4 blocks" in exc.value.message
@@ -262,7 +290,9 @@ async def test_missing_and_wrong_key_are_401(emu):
     assert response.status_code == 401 and body["type"] == "error"
     assert body["error"]["type"] == "authentication_error"
     assert body["request_id"] == response.headers["request-id"]
-    async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="wrong", max_retries=0) as bad:
+    async with anthropic.AsyncAnthropic(
+        base_url=emu.base_url, api_key="wrong", max_retries=0
+    ) as bad:
         with pytest.raises(anthropic.AuthenticationError) as exc:
             await bad.messages.create(model=MODEL, max_tokens=10, messages=_user("hi"))
     assert exc.value.status_code == 401 and "wrong" not in exc.value.message
@@ -304,9 +334,14 @@ async def test_context_overflow_wording_and_numbers(client):
 
 
 async def test_invalid_body_is_400(client):
-    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "@@@"}}
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "@@@"},
+    }
     with pytest.raises(anthropic.BadRequestError):
-        await client.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": [image]}])
+        await client.messages.create(
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": [image]}]
+        )
     with pytest.raises(anthropic.BadRequestError):
         await client.messages.create(model=MODEL, max_tokens=10, messages=[])
 
@@ -314,8 +349,12 @@ async def test_invalid_body_is_400(client):
 async def test_rate_limit_429_with_retry_after_and_headers():
     emulator = await _start(rpm=2)
     try:
-        async with anthropic.AsyncAnthropic(base_url=emulator.base_url, api_key=KEY, max_retries=0) as c:
-            ok = await c.messages.with_raw_response.create(model=MODEL, max_tokens=10, messages=_user("a"))
+        async with anthropic.AsyncAnthropic(
+            base_url=emulator.base_url, api_key=KEY, max_retries=0
+        ) as c:
+            ok = await c.messages.with_raw_response.create(
+                model=MODEL, max_tokens=10, messages=_user("a")
+            )
             assert ok.headers["anthropic-ratelimit-requests-limit"] == "2"
             assert ok.headers["anthropic-ratelimit-requests-remaining"] == "1"
             assert ok.headers["anthropic-ratelimit-requests-reset"].endswith("Z")
@@ -333,7 +372,9 @@ async def test_rate_limit_429_with_retry_after_and_headers():
 
 async def test_overloaded_529(client):
     with pytest.raises(anthropic.OverloadedError) as exc:
-        await client.messages.create(model=MODEL, max_tokens=10, messages=_user("x [[emu:fault=529]]"))
+        await client.messages.create(
+            model=MODEL, max_tokens=10, messages=_user("x [[emu:fault=529]]")
+        )
     assert exc.value.status_code == 529 and exc.value.response.headers["retry-after"] == "1"
     assert exc.value.body["error"]["type"] == "overloaded_error"
 
@@ -358,7 +399,9 @@ async def test_stream_cut_midway_raises(client):
 
 async def test_connection_reset_is_api_connection_error(client):
     with pytest.raises(anthropic.APIConnectionError):
-        await client.messages.create(model=MODEL, max_tokens=10, messages=_user("x [[emu:fault=reset]]"))
+        await client.messages.create(
+            model=MODEL, max_tokens=10, messages=_user("x [[emu:fault=reset]]")
+        )
 
 
 # ----------------------------------------------------------------- wire helpers
@@ -366,7 +409,11 @@ def test_render_error_shapes_and_headers():
     err = EmuError("rate_limit", "slow down", retry_after_s=2.2, request_id="req_x")
     status, body, headers = anthropic_wire.render_error(err)
     assert status == 429 and headers["retry-after"] == "3" and headers["request-id"] == "req_x"
-    assert body == {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}, "request_id": "req_x"}
+    assert body == {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": "slow down"},
+        "request_id": "req_x",
+    }
     limits = {"input_tokens_limit": 100, "input_tokens_remaining": 10, "input_tokens_reset_s": 5}
     limits |= {"output_tokens_limit": 50, "output_tokens_remaining": 40, "output_tokens_reset_s": 1}
     rendered = anthropic_wire.limit_headers(limits)
@@ -379,7 +426,12 @@ def test_top_level_cache_control_marks_the_last_block():
         "model": MODEL,
         "max_tokens": 5,
         "cache_control": {"type": "ephemeral", "ttl": "1h"},
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            }
+        ],
     }
     req = anthropic_wire.parse_messages(body, {"anthropic-version": "2023-06-01"})
     assert [seg.cache_ttl for seg in req.segments][-2:] == [None, "1h"]
@@ -394,7 +446,9 @@ async def _stats(emulator: Emulator) -> dict:
 async def test_stats_reset_and_unknown_route():
     emulator = await _start()
     try:
-        async with anthropic.AsyncAnthropic(base_url=emulator.base_url, api_key=KEY, max_retries=0) as c:
+        async with anthropic.AsyncAnthropic(
+            base_url=emulator.base_url, api_key=KEY, max_retries=0
+        ) as c:
             await c.messages.create(model=MODEL, max_tokens=10, messages=_user("hi"))
         stats = await _stats(emulator)
         assert stats["requests"] == 1 and stats["by_status"] == {"200": 1}

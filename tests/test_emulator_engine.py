@@ -19,7 +19,7 @@ from llm.emulator.engine import ConnectionFault, EmulatorConfig, Engine
 from llm.emulator.engine_directives import parse_directives
 from llm.emulator.engine_schema import instance_for, violating_instance
 from llm.emulator.protocol import EmuError, EmuRequest, EmuTool, Segment
-from llm.models import Capabilities, ModelInfo, Pricing, PriceTier
+from llm.models import Capabilities, ModelInfo, PriceTier, Pricing
 from llm.tokens import count_text_tokens
 
 KEY = "engine-test-key"
@@ -84,7 +84,12 @@ SCHEMAS = [
         "properties": {
             "name": {"type": "string", "minLength": 3, "maxLength": 5},
             "when": {"type": "string", "format": "date-time"},
-            "tags": {"type": "array", "items": {"enum": ["x", "y", "z"]}, "minItems": 2, "maxItems": 2},
+            "tags": {
+                "type": "array",
+                "items": {"enum": ["x", "y", "z"]},
+                "minItems": 2,
+                "maxItems": 2,
+            },
             "score": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             "kind": {"const": "fixed"},
             "maybe": {"type": ["string", "null"]},
@@ -94,7 +99,9 @@ SCHEMAS = [
         "additionalProperties": False,
     },
     {
-        "$defs": {"node": {"type": "object", "properties": {"v": {"type": "boolean"}}, "required": ["v"]}},
+        "$defs": {
+            "node": {"type": "object", "properties": {"v": {"type": "boolean"}}, "required": ["v"]}
+        },
         "type": "object",
         "properties": {
             "items": {"type": "array", "items": {"$ref": "#/$defs/node"}, "minItems": 1},
@@ -135,14 +142,18 @@ def _schemas() -> st.SearchStrategy[dict]:
         st.just({"type": "number", "exclusiveMinimum": 0.5, "exclusiveMaximum": 9}),
         st.just({"type": "boolean"}),
         st.just({"type": "null"}),
-        st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=3).map(lambda v: {"enum": v}),
+        st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=3).map(
+            lambda v: {"enum": v}
+        ),
         st.sampled_from(sorted({"date", "email", "uuid", "uri"})).map(
             lambda f: {"type": "string", "format": f}
         ),
     )
 
     def extend(children: st.SearchStrategy[dict]) -> st.SearchStrategy[dict]:
-        objects = st.dictionaries(st.text("abcdef", min_size=1, max_size=5), children, max_size=4).flatmap(
+        objects = st.dictionaries(
+            st.text("abcdef", min_size=1, max_size=5), children, max_size=4
+        ).flatmap(
             lambda props: st.builds(
                 lambda req, extra: {
                     "type": "object",
@@ -155,16 +166,21 @@ def _schemas() -> st.SearchStrategy[dict]:
             )
         )
         arrays = st.builds(
-            lambda items, lo, span: {"type": "array", "items": items, "minItems": lo, "maxItems": lo + span},
+            lambda items, lo, span: {
+                "type": "array",
+                "items": items,
+                "minItems": lo,
+                "maxItems": lo + span,
+            },
             children,
             st.integers(0, 3),
             st.integers(0, 3),
         )
         unions = st.lists(children, min_size=1, max_size=3).map(lambda opts: {"anyOf": opts})
-        nullable = children.filter(lambda s: s.get("type") not in (None, "null")).filter(
-            lambda s: isinstance(s["type"], str)
-        ).map(
-            lambda s: {**s, "type": [s["type"], "null"]}
+        nullable = (
+            children.filter(lambda s: s.get("type") not in (None, "null"))
+            .filter(lambda s: isinstance(s["type"], str))
+            .map(lambda s: {**s, "type": [s["type"], "null"]})
         )
         return st.one_of(objects, arrays, unions, nullable)
 
@@ -501,3 +517,10 @@ async def test_generate_sleeps_latency_plus_token_time():
     await engine.generate(req("x [[emu:tokens=50]]"), KEY)
     await engine.generate(req("y [[emu:tokens=10,latency_ms=1000]]"), KEY)
     assert slept == [pytest.approx(0.2 + 0.5), pytest.approx(1.0 + 0.1)]
+
+
+async def test_unsatisfiable_schema_is_an_invalid_request():
+    schema = {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}, "required": ["a"]}
+    with pytest.raises(EmuError) as exc:
+        await make_engine().generate(req("json", json_schema=schema), KEY)
+    assert exc.value.kind == "invalid_request"

@@ -784,3 +784,18 @@ def test_minimum_cacheable_boundary_counts_request_and_message_overhead():
     )
     assert "cache_control" in at["system"][-1]
     assert "cache_control" not in below["system"][-1]
+
+
+def test_thinking_left_off_while_tool_results_are_sent_back():
+    call = ToolCall(id="toolu_1", name="get_weather", arguments={"city": "Paris"})
+    kwargs = build_request(
+        _req(
+            user("Weather?"),
+            assistant("", (call,)),
+            Message(role=MessageRole.TOOL, content="18C", tool_call_id="toolu_1"),
+            tools=(WEATHER,),
+            reasoning_effort="low",
+            max_tokens=4000,
+        )
+    )
+    assert "thinking" not in kwargs and kwargs["max_tokens"] == 4000

@@ -571,12 +571,13 @@ async def test_adapter_falls_back_silently_when_creation_fails(caplog):
     models, caches = FakeModels(), FakeCaches(fail=True)
     adapter = fake_adapter(models, caches)
     req = cache_request()
-    with caplog.at_level("DEBUG", logger="llm.providers.google"):
+    with caplog.at_level("DEBUG", logger="llm.providers.google_cache"):
         await adapter.generate(req)
         result = await adapter.generate(req)
     assert result.text == "ok" and "cached_content" not in models.calls[1]["config"]
     assert models.calls[1]["config"]["system_instruction"] == BIG_SYSTEM.text()
-    assert "policy clause" not in caplog.text
+    assert "explicit cache creation failed (ClientError)" in caplog.text
+    assert "policy clause" not in caplog.text and "SENTINEL" not in caplog.text
 
 
 async def test_adapter_resends_without_a_cache_the_provider_lost():
@@ -617,3 +618,23 @@ async def test_real_client_uses_our_http_client_base_url_and_one_attempt():
     assert len(seen) == 1
     assert str(seen[0].url) == "https://gemini.mock/v1/models/gemini-2.5-flash:generateContent"
     assert seen[0].headers["x-goog-api-key"] == SENTINEL_KEY
+
+
+def test_stream_of_a_blocked_prompt_is_a_content_filter():
+    assembler = gg.StreamAssembler()
+    chunk = response(None, promptFeedback={"blockReason": "SAFETY"}, usage={"promptTokenCount": 7})
+    assert assembler.add(chunk) == ""
+    result = assembler.result()
+    assert result.finish_reason == "content_filter" and result.raw_finish_reason == "SAFETY"
+    assert result.text == "" and result.usage.input_tokens == 7
+
+
+async def test_factory_builds_both_adapters():
+    factory = pytest.importorskip("llm.providers.factory")
+    settings = Settings(google_api_key=SENTINEL_KEY, openai_api_key=SENTINEL_KEY)
+    google = factory.create_adapter("google", settings)
+    openai_adapter = factory.create_adapter("openai", settings)
+    assert type(google) is gg.GoogleAdapter
+    assert type(openai_adapter).__name__ == "OpenAIAdapter"
+    await google.aclose()
+    await openai_adapter.aclose()

@@ -178,6 +178,9 @@ def test_response_format_strict_flag_follows_schema():
     loose = oa.build_request(request(HELLO, structured_output_schema=optional))["response_format"]
     assert loose["json_schema"]["strict"] is False
     assert loose["json_schema"]["schema"] == optional  # never rewritten
+    array = {"type": "array", "items": {"type": "string"}}
+    rooted = oa.build_request(request(HELLO, structured_output_schema=array))["response_format"]
+    assert rooted["json_schema"]["strict"] is False
 
 
 @pytest.mark.parametrize(

@@ -169,12 +169,13 @@ async def test_stream_cut_is_connection_error(adapter):
 
 
 async def test_rate_limit_headers_become_a_snapshot():
-    async with server.Emulator(server.EmulatorConfig(rpm=100, itpm=100_000)) as emu:
+    # Slow refill (one request per 10 s, 10 tokens per s) keeps the numbers steady.
+    async with server.Emulator(server.EmulatorConfig(rpm=6, itpm=600)) as emu:
         limited = OpenAIAdapter(server.settings_for(emu.base_url))
         result = await limited.generate(_req("hi"))
         await limited.aclose()
     snapshot = result.rate_limit
-    assert snapshot.requests_limit == 100 and snapshot.requests_remaining == 99
-    assert snapshot.input_tokens_limit == 100_000
-    assert snapshot.input_tokens_remaining == 100_000 - result.usage.input_tokens
-    assert snapshot.requests_reset_s is not None and snapshot.requests_reset_s >= 0
+    assert snapshot.requests_limit == 6 and snapshot.requests_remaining == 5
+    assert snapshot.input_tokens_limit == 600
+    assert 600 - result.usage.input_tokens <= snapshot.input_tokens_remaining < 600
+    assert snapshot.requests_reset_s > 0 and snapshot.input_tokens_reset_s > 0

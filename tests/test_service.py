@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import sys
 import warnings
 from decimal import Decimal
 
@@ -546,3 +547,10 @@ def test_list_available_models_excludes_retired():
     service, _ = make_service()
     names = service.list_available_models()
     assert "claude-haiku-4.5" in names and "o4-mini" not in names
+
+
+async def test_ray_runtime_without_its_executor_is_a_configuration_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "runtime.executor", None)  # makes the import fail
+    service = LLMService(settings=keyed_settings(), runtime="ray", today=TODAY)
+    with pytest.raises(ConfigurationError, match="RayExecutor"):
+        await service.generate(model="gpt-4.1", messages=user())

@@ -12,6 +12,7 @@ pytest.importorskip("llm.emulator.server")
 
 from conftest import SENTINEL_KEY  # noqa: E402
 
+from llm.config import Settings  # noqa: E402
 from llm.emulator.server import settings_for, start_in_thread  # noqa: E402
 from llm.exceptions import ContextLengthError  # noqa: E402
 from llm.pricing import compute_cost  # noqa: E402
@@ -257,3 +258,14 @@ async def test_preflight_context_error_numbers(service):
         await service.generate(model="gpt-4o", messages=ask("word " * (window * 2)))
     assert info.value.max_tokens == window
     assert info.value.tokens_used >= window * 2
+
+
+async def test_offline_service_runs_its_own_emulator():
+    service = LLMService(settings=Settings(), offline=True)
+    try:
+        response = await service.generate(model="gpt-4.1", messages=ask("Hi"))
+        assert response.text and response.provider == "openai"
+        assert service.settings.base_url("openai").endswith("/v1")
+    finally:
+        await service.aclose()
+    assert service._emulator is None

@@ -41,6 +41,7 @@ from llm.emulator.engine_answers import (
 from llm.emulator.engine_cache import CachePlan, ExplicitCaches, PromptCache
 from llm.emulator.engine_directives import FAULT_KINDS, Directives, parse_directives
 from llm.emulator.engine_limits import RateLimits, Throttled
+from llm.emulator.engine_schema import SchemaError
 from llm.emulator.protocol import EmuError, EmuRequest, EmuResult, EmuToolCall, Segment
 from llm.models import ModelInfo
 from llm.tokens import count_text_tokens
@@ -274,24 +275,21 @@ class Engine:
         request_key = _request_key(key, req)
         attempt = self._attempts.next(request_key)
         fault = self._fault(directives, request_key, attempt)
-        if fault is not None and fault != "cut":
+        if fault is not None:
             self.stats.faults += 1
-            if fault == "reset":
-                raise ConnectionFault("reset")
-            raise errors.injected(req.provider, fault)
+            _raise_unless_cut(fault, req.provider)
         explicit = self._explicit_tokens(req, key)
         input_tokens = sum(seg.tokens for seg in req.segments) + explicit
         self._check_sizes(req, info, input_tokens)
         scope = f"{key}\x00{info.provider}\x00{info.api_id}"
         plan = self._cache_plan(req, info, scope, explicit)
-        billed_input = (
-            input_tokens - plan.cached_tokens if req.provider == "anthropic" else input_tokens
-        )
-        self._admit(req, key, billed_input)
-        ttft_s = (
-            directives.latency_ms if directives.latency_ms is not None else self.config.latency_ms
-        ) / 1000
+        anthropic = req.provider == "anthropic"  # Anthropic's ITPM ignores cache reads
+        self._admit(req, key, input_tokens - (plan.cached_tokens if anthropic else 0))
+        latency_ms = directives.latency_ms
+        ttft_s = (self.config.latency_ms if latency_ms is None else latency_ms) / 1000
         result = self._answer(req, info, directives, topic, request_key, attempt)
+        self.limits.charge_output(key, result.output_tokens)
+        self.cache.commit(scope, plan, ready_at=self._clock() + ttft_s)
         result = replace(
             result,
             request_id=request_id,
@@ -299,12 +297,8 @@ class Engine:
             cached_tokens=plan.cached_tokens,
             cache_write_tokens=plan.write_tokens,
             cache_write_1h_tokens=plan.write_1h_tokens,
+            limits=self.limits.snapshot(key),
         )
-        self.limits.charge_output(key, result.output_tokens)
-        self.cache.commit(scope, plan, ready_at=self._clock() + ttft_s)
-        result = replace(result, limits=self.limits.snapshot(key))
-        if fault == "cut":
-            self.stats.faults += 1
         tps = self.config.tokens_per_s
         return Outcome(result, ttft_s, 1.0 / tps if tps else 0.0, cut=fault == "cut")
 
@@ -392,22 +386,9 @@ class Engine:
         cap = req.max_tokens if req.max_tokens is not None else info.max_output_tokens
         always_on = info.capabilities.reasoning_always_on
         reasoning = reasoning_tokens(req.reasoning_effort, req.reasoning_budget, always_on, rng)
-        tool = choose_tool(req, topic)
-        calls: tuple[EmuToolCall, ...] = ()
-        if tool is not None:
-            call = tool_call(tool, neutral_id(self.config.seed, request_key, tool.name), rng)
-            calls, text, answer_tokens = (call,), "", tool_call_tokens(call)
-        elif req.json_schema is not None:
-            text = json_answer(
-                req.json_schema, rng, violate=directives.invalid_json_active(attempt)
-            )
-            answer_tokens = count_text_tokens(text)
-        else:
-            target = directives.tokens
-            if target is None:
-                target = rng.randint(DEFAULT_MIN_TOKENS, DEFAULT_MAX_TOKENS)
-            text = answer_text(topic, target, rng)
-            answer_tokens = count_text_tokens(text)
+        calls, text, answer_tokens = self._answer_body(
+            req, directives, topic, request_key, rng, attempt
+        )
         finish = "tool_calls" if calls else "stop"
         if reasoning + answer_tokens > cap:
             reasoning = min(reasoning, cap // 2)
@@ -431,6 +412,44 @@ class Engine:
             finish=finish,
             text_chunks=text_chunks(text),
         )
+
+    def _answer_body(
+        self,
+        req: EmuRequest,
+        directives: Directives,
+        topic: str,
+        request_key: str,
+        rng: random.Random,
+        attempt: int,
+    ) -> tuple[tuple[EmuToolCall, ...], str, int]:
+        """(tool calls, text, answer tokens): a tool call, a JSON document or prose."""
+        tool = choose_tool(req, topic)
+        if tool is not None:
+            call_id = neutral_id(self.config.seed, request_key, tool.name)
+            try:
+                call = tool_call(tool, call_id, rng)
+            except (SchemaError, RecursionError) as exc:
+                raise EmuError("invalid_request", f"Unsupported tool schema: {exc}") from None
+            return (call,), "", tool_call_tokens(call)
+        if req.json_schema is not None:
+            violate = directives.invalid_json_active(attempt)
+            try:
+                text = json_answer(req.json_schema, rng, violate=violate)
+            except (SchemaError, RecursionError) as exc:
+                raise EmuError("invalid_request", f"Unsupported JSON schema: {exc}") from None
+            return (), text, count_text_tokens(text)
+        target = directives.tokens
+        if target is None:
+            target = rng.randint(DEFAULT_MIN_TOKENS, DEFAULT_MAX_TOKENS)
+        text = answer_text(topic, target, rng)
+        return (), text, count_text_tokens(text)
+
+
+def _raise_unless_cut(fault: str, provider: str) -> None:
+    if fault == "reset":
+        raise ConnectionFault("reset")
+    if fault != "cut":
+        raise errors.injected(provider, fault)
 
 
 def _request_key(api_key: str, req: EmuRequest) -> str:

@@ -168,6 +168,10 @@ class EmulatorApp:
             return self._error(wire, provider, self.engine.finish_error(err, key))
         except ConnectionFault as fault:
             return self._fault(request, fault.mode)
+        except Exception:  # a bug here must still look like a provider 500 to the client
+            log.exception("emulator: unexpected error")
+            err = EmuError("server_error", "Internal server error")
+            return self._error(wire, provider, self.engine.finish_error(err, key))
         if req.stream:
             return await self._stream(request, wire, provider, stream(req, outcome.result), outcome)
         if outcome.cut:

@@ -13,7 +13,9 @@ Decisions worth knowing:
   :data:`THINKING_BUDGETS` (minimal 1024, low 2048, medium 8192, high 16384). The API wants
   ``1024 <= budget < max_tokens``, so when ``max_tokens`` is not above the budget it is raised
   to ``budget + max_tokens``: the caller's ``max_tokens`` stays available for the answer.
-  A forced tool choice cannot be combined with thinking; then thinking is left off.
+  Thinking is left off with a forced tool choice (the API forbids the pair) and while tool
+  results are sent back (the API would want that turn's signed thinking blocks echoed, and
+  :class:`~llm.types.Message` does not carry them).
 * **Prompt caching.** With ``enable_caching``, ``cache_control`` (ephemeral, ``cache_ttl``)
   goes on the last tool, the last system block and, in a conversation (an assistant turn
   exists), on the last block of the latest user turn, but only where the prefix up to that
@@ -180,11 +182,19 @@ def _tool_choice(choice: str | None) -> dict[str, Any] | None:
     return {"type": "tool", "name": choice}
 
 
+def _in_tool_loop(messages: Iterable[Message]) -> bool:
+    """Whether the latest assistant turn called tools (its results are being sent back)."""
+    assistants = [msg for msg in messages if msg.role == MessageRole.ASSISTANT]
+    return bool(assistants and assistants[-1].tool_calls)
+
+
 def _thinking(req: ProviderRequest, tool_choice: dict[str, Any] | None) -> dict[str, Any] | None:
     if req.reasoning_effort is None or not req.model.capabilities.reasoning:
         return None
     if tool_choice is not None and tool_choice["type"] in ("any", "tool"):
         return None  # the API allows only auto/none tool choice with thinking
+    if _in_tool_loop(req.messages):
+        return None  # the API would want the signed thinking blocks of that turn echoed back
     return {"type": "enabled", "budget_tokens": THINKING_BUDGETS[req.reasoning_effort]}
 
 

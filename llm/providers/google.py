@@ -36,7 +36,6 @@ Mapping notes:
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -76,8 +75,6 @@ from llm.types import (
     ToolResultContent,
     Usage,
 )
-
-logger = logging.getLogger(__name__)
 
 PROVIDER = "google"
 
@@ -380,10 +377,12 @@ class StreamAssembler:
         self.finish: str | None = None
         self.blocked: str | None = None
         self.last: Any = None
+        self.usage: Any = None
 
     def add(self, chunk: Any) -> str:
         """Absorb one chunk; return the visible text it adds."""
-        self.last = chunk if chunk.usage_metadata is not None or self.last is None else self.last
+        self.last = chunk
+        self.usage = chunk.usage_metadata or self.usage
         if not chunk.candidates:
             self.blocked = _blocked_reason(chunk) or self.blocked
             return ""
@@ -400,7 +399,7 @@ class StreamAssembler:
             raise ProviderConnectionError(
                 "the stream ended before a finish reason arrived", provider=PROVIDER
             )
-        return _result(self.collector, self.finish, self.last, self.last.usage_metadata)
+        return _result(self.collector, self.finish, self.last, self.usage)
 
 
 # --- error mapping -------------------------------------------------------------------------
@@ -545,38 +544,14 @@ class GoogleAdapter(ProviderAdapter):
         self, client: genai.Client, request: ProviderRequest
     ) -> tuple[ProviderRequest, dict[str, Any]]:
         """Apply the explicit-cache policy; returns the request to send and extra details."""
-        decision = self.cache_manager.decide(request)
-        if decision is None:
-            return request, {}
-        if decision.create:
-            return await self._create_cache(client, request, decision)
-        if decision.name is not None:
-            used = request.model_copy(update={"cached_content": decision.name})
-            return used, {"cached_content": decision.name, "cache_key": decision.key}
-        return request, {}
 
-    async def _create_cache(
-        self, client: genai.Client, request: ProviderRequest, decision: CacheDecision
-    ) -> tuple[ProviderRequest, dict[str, Any]]:
-        config = cache_create_config(request, decision.ttl_s, decision.key)
-        try:
+        async def create(decision: CacheDecision) -> tuple[str, int | None]:
+            config = cache_create_config(request, decision.ttl_s, decision.key)
             cache = await client.aio.caches.create(model=request.model.api_id, config=config)
-        except Exception as exc:  # any failure: fall back to implicit caching
-            logger.debug(
-                "explicit cache creation failed (%s); implicit caching applies", type(exc).__name__
-            )
-            self.cache_manager.failed(decision)
-            return request, {}
-        self.cache_manager.created(decision, cache.name)
-        metadata = cache.usage_metadata
-        tokens = (metadata.total_token_count if metadata else None) or decision.prefix_tokens
-        details = {
-            "cached_content": cache.name,
-            "cache_key": decision.key,
-            "cache_created": True,
-            "cache_storage_token_hours": str(decision.storage_token_hours(tokens)),
-        }
-        return request.model_copy(update={"cached_content": cache.name}), details
+            metadata = cache.usage_metadata
+            return cache.name, metadata.total_token_count if metadata else None
+
+        return await self.cache_manager.apply(request, create)
 
     def _forget_cache(self, details: dict[str, Any], exc: Exception) -> bool:
         """True (and the cache forgotten) when a request on our cache failed for its sake."""

@@ -21,6 +21,9 @@ Policy (one :class:`ExplicitCacheManager` per adapter, so per provider actor):
   the failure is logged at debug level by exception type only (no prompt text), and the
   prefix is not tried again for one TTL.
 
+:meth:`ExplicitCacheManager.apply` runs the policy for one request around a ``create``
+callback supplied by the adapter (the SDK call), and says what to report.
+
 Billing: cache-creation tokens are billed at the plain input rate and reads at the cache
 rate, exactly as ``usageMetadata`` reports them, so usage is passed through unchanged. The
 extra cost of an explicit cache is storage: the creating request records
@@ -36,13 +39,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from llm.providers.base import ProviderRequest
 from llm.providers.common import prefix_tokens_through_system, split_system
+
+logger = logging.getLogger(__name__)
 
 #: Default smallest prefix worth an explicit cache, in tokens.
 DEFAULT_MIN_TOKENS = 4096
@@ -114,6 +121,36 @@ class ExplicitCacheManager:
         if not request.model.capabilities.caching:
             return False
         return prefix_tokens_through_system(request) >= self.threshold(request)
+
+    async def apply(
+        self,
+        request: ProviderRequest,
+        create: Callable[[CacheDecision], Awaitable[tuple[str, int | None]]],
+    ) -> tuple[ProviderRequest, dict[str, Any]]:
+        """The request to send (with ``cached_content`` when a cache applies) and the
+        ``provider_details`` to report. ``create`` makes the cache and returns its name and
+        token count; if it raises, the request goes out unchanged (implicit caching)."""
+        decision = self.decide(request)
+        if decision is None or not (decision.create or decision.name):
+            return request, {}
+        if decision.name is not None:
+            used = request.model_copy(update={"cached_content": decision.name})
+            return used, {"cached_content": decision.name, "cache_key": decision.key}
+        try:
+            name, tokens = await create(decision)
+        except Exception as exc:  # any failure: fall back to implicit caching
+            logger.debug("explicit cache creation failed (%s)", type(exc).__name__)
+            self.failed(decision)
+            return request, {}
+        self.created(decision, name)
+        hours = decision.storage_token_hours(tokens or decision.prefix_tokens)
+        details = {
+            "cached_content": name,
+            "cache_key": decision.key,
+            "cache_created": True,
+            "cache_storage_token_hours": str(hours),
+        }
+        return request.model_copy(update={"cached_content": name}), details
 
     def decide(self, request: ProviderRequest) -> CacheDecision | None:
         """Record a sighting of the request's prefix and say what to do; None if ineligible."""

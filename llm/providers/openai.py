@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -92,8 +91,6 @@ from llm.types import (
     Usage,
 )
 
-logger = logging.getLogger(__name__)
-
 PROVIDER = "openai"
 
 _FINISH_REASONS: dict[str, FinishReason] = {
@@ -137,6 +134,11 @@ def is_strict_schema(schema: Any) -> bool:
         if set(schema.get("required") or ()) != set(properties):
             return False
     return all(is_strict_schema(sub) for sub in _sub_schemas(schema))
+
+
+def _strict_root(schema: dict[str, Any]) -> bool:
+    """Strict mode also needs an object at the root (tool parameters, response formats)."""
+    return _is_object_schema(schema) and is_strict_schema(schema)
 
 
 def _is_object_schema(schema: dict[str, Any]) -> bool:
@@ -235,7 +237,7 @@ def map_tool(tool: ToolSpec) -> dict[str, Any]:
     function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
     if tool.description:
         function["description"] = tool.description
-    if is_strict_schema(tool.parameters):
+    if _strict_root(tool.parameters):
         function["strict"] = True
     return {"type": "function", "function": function}
 
@@ -251,7 +253,7 @@ def map_response_format(schema: dict[str, Any]) -> dict[str, Any]:
     """``response_format`` for a JSON schema; strict only when the schema allows it."""
     return {
         "type": "json_schema",
-        "json_schema": {"name": "response", "schema": schema, "strict": is_strict_schema(schema)},
+        "json_schema": {"name": "response", "schema": schema, "strict": _strict_root(schema)},
     }
 
 
@@ -617,10 +619,11 @@ class OpenAIAdapter(ProviderAdapter):
         finally:
             await stream.close()
         try:
-            yield assembler.result(headers=stream.response.headers)
+            result = assembler.result(headers=stream.response.headers)
         except LLMError as exc:
             exc.model = request.model.name
             raise
+        yield result
 
     async def count_tokens(self, request: ProviderRequest) -> int:
         """Chat Completions has no count endpoint: the local estimate by :mod:`llm.tokens`."""
