@@ -46,7 +46,9 @@ def load(ledger_dir: str | Path, since: dt.date | None = None) -> pa.Table:
     if table.num_rows == 0:
         return table.append_column("day", pa.array([], pa.string()))
     if since is not None:
-        start = pa.scalar(dt.datetime.combine(since, dt.time(), dt.UTC), table.schema.field("ts").type)
+        start = pa.scalar(
+            dt.datetime.combine(since, dt.time(), dt.UTC), table.schema.field("ts").type
+        )
         table = table.filter(pc.greater_equal(table["ts"], start))
     days = pc.strftime(table["ts"], format="%Y-%m-%d")
     return table.append_column("day", days)
@@ -83,7 +85,12 @@ def summarize(table: pa.Table, by: str = "model") -> list[dict]:
 def totals(table: pa.Table) -> dict:
     """Totals over the whole (filtered) ledger."""
     if table.num_rows == 0:
-        return {"requests": 0, "total_tokens": 0, "total_cost": Decimal(0), "cache_savings": Decimal(0)}
+        return {
+            "requests": 0,
+            "total_tokens": 0,
+            "total_cost": Decimal(0),
+            "cache_savings": Decimal(0),
+        }
     return {
         "requests": table.num_rows,
         "total_tokens": pc.sum(table["total_tokens"]).as_py() or 0,
@@ -127,7 +134,9 @@ def cost_series(table: pa.Table) -> dict[str, list[tuple[str, float]]]:
     return {m: sorted((d, float(c)) for d, c in days.items()) for m, days in series.items()}
 
 
-def render_html_chart(series: dict[str, list[tuple[str, float]]], title: str = "Cost by model") -> str:
+def render_html_chart(
+    series: dict[str, list[tuple[str, float]]], title: str = "Cost by model"
+) -> str:
     """A self-contained HTML page with an SVG line chart of cost per day by model."""
     width, height, pad = 900, 420, 60
     days = sorted({day for points in series.values() for day, _ in points})
@@ -171,7 +180,9 @@ def render_html_chart(series: dict[str, list[tuple[str, float]]], title: str = "
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.costs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.costs", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("ledger_dir")
     parser.add_argument("--by", choices=GROUPS, default="model")
     parser.add_argument("--since", type=dt.date.fromisoformat, default=None, help="YYYY-MM-DD")
