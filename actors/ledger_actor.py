@@ -85,7 +85,9 @@ class LedgerActor:
 
         Returns the ids newly accepted; ids already in the ledger are dropped silently.
         """
-        rows = [r if isinstance(r, LedgerRecord) else LedgerRecord.model_validate(r) for r in records]
+        rows = [
+            r if isinstance(r, LedgerRecord) else LedgerRecord.model_validate(r) for r in records
+        ]
         accepted = self._writer.append(rows)
         self._add_journal(rows, accepted, results or {})
         if all(self._writer.is_durable(row.request_id) for row in rows):
@@ -147,7 +149,9 @@ class LedgerActor:
         entries, self._journal_pending = self._journal_pending, []
         if entries:
             try:
-                _write_part(pa.Table.from_pylist(entries, schema=_JOURNAL_SCHEMA), self._journal_dir)
+                _write_part(
+                    pa.Table.from_pylist(entries, schema=_JOURNAL_SCHEMA), self._journal_dir
+                )
             except BaseException:
                 self._journal_pending = entries + self._journal_pending
                 raise

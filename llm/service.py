@@ -27,6 +27,8 @@ import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any
 
+from pydantic import ValidationError
+
 from llm.config import Settings, load_settings
 from llm.cost import CostTracker, summarize
 from llm.exceptions import ConfigurationError, InvalidRequestError, LLMError, StructuredOutputError
@@ -155,31 +157,47 @@ class LLMService:
             warnings.warn(text, ModelLifecycleWarning, stacklevel=4)
 
     def _prepare(
-        self, model: str | None, messages: MessagesArg | None, options: dict[str, Any]
+        self,
+        model: str | None,
+        messages: MessagesArg | None,
+        *,
+        max_tokens: int | None,
+        temperature: float | None,
+        enable_caching: bool | None,
+        structured_output_schema: dict[str, Any] | None,
+        tools: ToolsArg | None,
+        tool_choice: str | dict[str, Any] | None,
+        reasoning_effort: str | None,
+        timeout: float | None,
+        cache_ttl: str,
+        task: str | None,
+        budget: str | None,
     ) -> ProviderRequest:
-        info = self._pick_model(model, options.pop("task"), options.pop("budget"))
+        info = self._pick_model(model, task, budget)
         self._warn_lifecycle(info)
         checked = normalize_messages(messages)
-        tools = normalize_tools(options.pop("tools"))
-        schema = options.pop("structured_output_schema")
-        effort = options["reasoning_effort"]
-        check_capabilities(info, checked, has_tools=bool(tools), reasoning_effort=effort)
-        check_options(
-            temperature=options["temperature"],
-            timeout=options["timeout"],
-            cache_ttl=options["cache_ttl"],
-        )
-        caching = options.pop("enable_caching")
-        request = ProviderRequest(
-            model=info,
-            messages=checked,
-            max_tokens=resolve_max_tokens(info, options.pop("max_tokens")),
-            enable_caching=self.settings.enable_caching if caching is None else bool(caching),
-            structured_output_schema=check_schema(schema) if schema is not None else None,
-            tools=tools,
-            tool_choice=check_tool_choice(options.pop("tool_choice"), tools),
-            **options,
-        )
+        specs = normalize_tools(tools)
+        schema = structured_output_schema
+        check_capabilities(info, checked, has_tools=bool(specs), reasoning_effort=reasoning_effort)
+        check_options(temperature=temperature, timeout=timeout, cache_ttl=cache_ttl)
+        caching = self.settings.enable_caching if enable_caching is None else bool(enable_caching)
+        try:
+            request = ProviderRequest(
+                model=info,
+                messages=checked,
+                max_tokens=resolve_max_tokens(info, max_tokens),
+                temperature=temperature,
+                enable_caching=caching,
+                cache_ttl=cache_ttl,
+                structured_output_schema=check_schema(schema) if schema is not None else None,
+                tools=specs,
+                tool_choice=check_tool_choice(tool_choice, specs),
+                reasoning_effort=reasoning_effort,
+                timeout=timeout,
+            )
+        except ValidationError as error:
+            fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
+            raise InvalidRequestError(f"invalid option(s): {', '.join(fields)}") from None
         preflight_context(request)
         if not self._custom_executor:
             check_credentials(self.settings, info.provider)
@@ -224,7 +242,7 @@ class LLMService:
             task=task,
             budget=budget,
         )
-        request = self._prepare(model, messages, options)
+        request = self._prepare(model, messages, **options)
         call_id = request_id or uuid.uuid4().hex
         meta = dict(metadata or {})
         try:
@@ -243,7 +261,7 @@ class LLMService:
         calls: list[LLMResponse] = []
         for round_index in range(self.structured_output_retries + 1):
             this_id = call_id if round_index == 0 else f"{call_id}-{round_index + 1}"
-            ctx = CallContext(request_id=this_id, metadata=meta)
+            ctx = _context(this_id, meta)
             round_start = self._clock()
             executed = await self.executor.execute(request, ctx)
             call = call_response(
@@ -306,10 +324,10 @@ class LLMService:
             task=task,
             budget=budget,
         )
-        request = self._prepare(model, messages, options)
+        request = self._prepare(model, messages, **options)
         call_id = request_id or uuid.uuid4().hex
         meta = dict(metadata or {})
-        ctx = CallContext(request_id=call_id, metadata=meta)
+        ctx = _context(call_id, meta)
         started = self._clock()
 
         def finish(executed: Executed) -> LLMResponse:
@@ -389,4 +407,15 @@ def _structured_error(
         validation_error=problem,
         provider=model.provider,
         model=model.name,
+    )
+
+
+def _context(request_id: str, metadata: dict[str, Any]) -> CallContext:
+    """The call's context; ``job_id`` / ``row_id`` in the metadata tag it for the ledger."""
+    job_id, row_id = metadata.get("job_id"), metadata.get("row_id")
+    return CallContext(
+        request_id=request_id,
+        job_id=str(job_id) if job_id is not None else None,
+        row_id=str(row_id) if row_id is not None else None,
+        metadata=metadata,
     )

@@ -134,12 +134,16 @@ def resolve_max_tokens(model: ModelInfo, max_tokens: int | None) -> int:
 
 def check_options(*, temperature: float | None, timeout: float | None, cache_ttl: str) -> None:
     """Range checks of the scalar options."""
-    if temperature is not None and not 0.0 <= float(temperature) <= 2.0:
-        raise InvalidRequestError("temperature must be between 0 and 2")
-    if timeout is not None and not float(timeout) > 0:
+    if temperature is not None and not (_is_number(temperature) and 0 <= temperature <= 2):
+        raise InvalidRequestError("temperature must be a number between 0 and 2")
+    if timeout is not None and not (_is_number(timeout) and timeout > 0):
         raise InvalidRequestError("timeout must be a positive number of seconds")
     if cache_ttl not in CACHE_TTLS:
         raise InvalidRequestError(f"cache_ttl must be one of {', '.join(CACHE_TTLS)}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def preflight_context(request: ProviderRequest) -> int:

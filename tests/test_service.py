@@ -155,6 +155,8 @@ async def test_invalid_messages_rejected_before_sending(messages, fragment):
         ({"tool_choice": "auto"}, "tool_choice needs tools"),
         ({"tools": [{"name": "a"}], "tool_choice": "b"}, "tool_choice must be"),
         ({"temperature": 3.0}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"timeout": -1}, "timeout"),
         ({"cache_ttl": "2h"}, "cache_ttl"),
         ({"budget": "low"}, "budget is used only together with task"),
         ({"model": None, "task": "juggling"}, "juggling"),

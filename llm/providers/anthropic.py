@@ -83,6 +83,12 @@ from llm.types import (
     Usage,
 )
 
+# The SDK warns on its own about deprecated model ids; the service already warns once per
+# model with the registry's retirement date and replacement, so the SDK's copy is muted.
+warnings.filterwarnings(
+    "ignore", message=r"The model '.*' is deprecated", category=DeprecationWarning
+)
+
 PROVIDER = "anthropic"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 #: Used when a request names no timeout; an explicit value also turns off the SDK's

@@ -1,0 +1,114 @@
+"""The one place ``ray.remote`` is applied: actor names, options, and get-or-create helpers.
+
+Every actor is named, detached and lives in one namespace (``llm`` by default), so every
+driver of a cluster finds the same ones (``get_if_exists=True``). Actors restart forever
+(``max_restarts=-1``) and Ray re-runs the calls that were in flight on a restarted actor
+(``max_task_retries=-1``); the ledger's dedup by request id keeps billing single. Actors
+take no CPU slot (``num_cpus=0``): they mostly wait on the network. On a cluster started
+from ``cluster.yaml`` the head node carries the custom resource ``llm_head`` and the actors
+are pinned there (the ledger directory is on the head's disk); an embedded Ray has no such
+resource and the pin is left out.
+
+Actor names: ``llm-ledger``, ``llm-router``, ``llm-provider-<provider>-<account>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from actors.ledger_actor import LedgerActor
+from actors.provider_actor import ProviderActor
+from actors.router_actor import RouterActor
+from runtime.limits_config import AccountSpec
+
+LEDGER_NAME = "llm-ledger"
+ROUTER_NAME = "llm-router"
+HEAD_RESOURCE = "llm_head"
+PROVIDER_CONCURRENCY = 1000
+
+
+def provider_actor_name(provider: str, account: str) -> str:
+    """The name of the actor of one provider account."""
+    return f"llm-provider-{provider}-{account}"
+
+
+def actor_options(
+    name: str, namespace: str, *, max_concurrency: int = PROVIDER_CONCURRENCY
+) -> dict[str, Any]:
+    """The ``.options(...)`` every actor of the runtime is created with."""
+    import ray
+
+    options: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "max_restarts": -1,
+        "max_task_retries": -1,
+        "max_concurrency": max_concurrency,
+        "num_cpus": 0,
+    }
+    if ray.cluster_resources().get(HEAD_RESOURCE):
+        options["resources"] = {HEAD_RESOURCE: 0.001}
+    return options
+
+
+def _remote(cls: type) -> Any:
+    import ray
+
+    return ray.remote(cls)
+
+
+def get_or_create_ledger(directory: str, *, namespace: str = "llm", **kwargs: Any) -> Any:
+    """The handle of the ledger actor writing to ``directory`` (created if missing)."""
+    options = actor_options(LEDGER_NAME, namespace)
+    return _remote(LedgerActor).options(**options).remote(directory, **kwargs)
+
+
+def get_or_create_router(
+    provider_actors: Mapping[str, Sequence[str]],
+    *,
+    namespace: str = "llm",
+    fallbacks: str | Mapping[str, Sequence[str]] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """The handle of the router actor (created if missing) knowing ``provider_actors``."""
+    options = actor_options(ROUTER_NAME, namespace)
+    names = {p: list(ns) for p, ns in provider_actors.items()}
+    return (
+        _remote(RouterActor)
+        .options(**options)
+        .remote(names, namespace=namespace, fallbacks=fallbacks, **kwargs)
+    )
+
+
+def get_or_create_provider_actors(
+    settings_fields: Mapping[str, Any],
+    limits: Mapping[str, Sequence[AccountSpec]],
+    *,
+    namespace: str = "llm",
+    retry: Mapping[str, Any] | None = None,
+    ledger_name: str | None = LEDGER_NAME,
+) -> dict[str, list[Any]]:
+    """One actor per provider account of ``limits`` (from ``load_limits``), by provider.
+
+    ``settings_fields`` must hold no secret (see :func:`runtime.runtime.public_settings`).
+    """
+    cls = _remote(ProviderActor)
+    handles: dict[str, list[Any]] = {}
+    for provider, accounts in limits.items():
+        for spec in accounts:
+            options = actor_options(provider_actor_name(provider, spec.name), namespace)
+            handle = cls.options(**options).remote(
+                provider,
+                spec.name,
+                dict(settings_fields),
+                spec.api_key_env,
+                spec.limits.model_dump(),
+                dict(retry) if retry else None,
+                ledger_name,
+                namespace,
+            )
+            handles.setdefault(provider, []).append(handle)
+    return handles

@@ -1,0 +1,312 @@
+"""The batch job: ``python -m jobs.batch INPUT --output DIR``.
+
+    python -m jobs.batch examples/prompts.jsonl --output out/ --offline
+    python -m jobs.batch rows.parquet --output out/ --address auto --concurrency 64 \\
+        --budget-usd 25
+
+Reads JSONL or Parquet rows (:mod:`jobs.batch_input`), sends them through
+:class:`~llm.service.LLMService` on the Ray runtime (``--address``: a cluster to join;
+default: Ray embedded in this process; ``--runtime local`` runs calls in process instead)
+and writes a resumable Parquet dataset (:mod:`jobs.batch_output`). ``--offline`` (the
+default when no provider key is set) starts the built-in emulator and points every
+provider at it; it is reachable only from this machine. ``--dry-run`` estimates tokens and
+cost without calling anything (:mod:`jobs.batch_dryrun`). The engine is
+:func:`jobs.batch_core.run_batch`; this module only wires it.
+
+Rerunning with the same ``--output`` resumes: ``--job-id`` defaults to an id derived from
+the output directory, ids already written are skipped, and calls already billed are
+answered from the ledger's journal.
+
+Exit codes: 0 every row done (rows that failed are still done), 2 bad arguments,
+3 stopped by ``--budget-usd``, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from jobs.batch_core import BatchConfig, BatchSummary, BudgetGuard, Call, run_batch
+from jobs.batch_dryrun import dry_run, format_dry_run, max_cost_or_zero
+from jobs.batch_input import RowRequest, count_rows, read_rows
+from jobs.batch_output import (
+    OutputWriter,
+    output_spend,
+    retire_retryable,
+    scan_done_ids,
+    write_summary,
+)
+from jobs.batch_progress import ProgressBar, format_summary
+from llm.config import PROVIDERS, Settings, load_settings
+from llm.executor import Executor, LocalExecutor
+from llm.types import LLMResponse
+
+EXIT_OK, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 3, 130, 143
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.batch", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("input", type=Path, help="JSONL or Parquet file (or Parquet directory)")
+    parser.add_argument("--output", "-o", type=Path, help="output dataset directory")
+    parser.add_argument("--offline", action="store_true", help="use the built-in emulator")
+    parser.add_argument("--address", default=None, help="Ray cluster to join (auto, ray://…)")
+    parser.add_argument("--runtime", choices=("ray", "local"), default="ray")
+    parser.add_argument("--concurrency", type=int, default=32, help="calls in flight")
+    parser.add_argument("--budget-usd", type=str, default=None, help="spend cap for the job")
+    parser.add_argument("--dry-run", action="store_true", help="estimate; call nothing")
+    parser.add_argument("--job-id", default=None, help="default: derived from --output")
+    parser.add_argument("--flush-rows", type=int, default=500)
+    parser.add_argument("--flush-interval-s", type=float, default=5.0)
+    return parser
+
+
+def default_job_id(output: Path) -> str:
+    """A stable job id for an output directory, so a rerun resumes the same job."""
+    digest = hashlib.sha256(str(output.resolve()).encode()).hexdigest()[:16]
+    return f"batch-{digest}"
+
+
+def _usage_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _parse_budget(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError("--budget-usd must be a number") from None
+    if not value.is_finite() or value <= 0:
+        raise ValueError("--budget-usd must be positive")
+    return value
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    if not args.input.exists():
+        return f"input {args.input} does not exist"
+    if args.dry_run:
+        return None
+    if args.output is None:
+        return "--output is required (except with --dry-run)"
+    if args.output.exists() and not args.output.is_dir():
+        return f"--output {args.output} is not a directory"
+    if args.concurrency < 1 or args.flush_rows < 1 or args.flush_interval_s <= 0:
+        return "--concurrency, --flush-rows and --flush-interval-s must be positive"
+    return None
+
+
+def service_call(service: Any) -> Call:
+    """``call`` for :func:`run_batch`: ``service.generate`` with the row's idempotency key."""
+
+    async def call(row: RowRequest) -> LLMResponse:
+        metadata = {**row.options.get("metadata", {}), "job_id": row.job_id, "row_id": row.row_id}
+        return await service.generate(
+            **row.generate_kwargs(), request_id=row.request_id, metadata=metadata
+        )
+
+    return call
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+@dataclass
+class Wiring:
+    """What a run is connected to; :meth:`close` releases it in reverse order."""
+
+    settings: Settings
+    executor: Executor | None = None
+    runtime: Any = None
+    emulator: Any = None
+    notes: list[str] = field(default_factory=list)
+
+    async def spent_before(self, job_id: str, output: Path) -> Decimal:
+        """The job's spend so far: the ledger's total, or the output's without a runtime."""
+        if self.runtime is not None:
+            try:
+                totals = await _maybe_await(self.runtime.ledger().totals.remote(job_id))
+                return Decimal(totals.get("total_cost") or 0)
+            except Exception as error:  # a ledger problem must not stop the job
+                self.notes.append(f"ledger totals unavailable ({type(error).__name__})")
+        return output_spend(output)
+
+    async def ledger_report(self, job_id: str) -> str | None:
+        """The ledger's cost report for this job (None without a runtime or ledger)."""
+        if self.runtime is None:
+            return None
+        try:
+            await _maybe_await(self.runtime.ledger().flush.remote())
+            import pyarrow.compute as pc
+
+            from jobs.costs import format_report, load
+
+            table = load(self.settings.ledger_dir)
+            table = table.filter(pc.equal(table["job_id"], job_id))
+            return format_report(table, by="model")
+        except Exception as error:
+            return f"(ledger report unavailable: {type(error).__name__})"
+
+    def close(self) -> None:
+        if self.runtime is not None:
+            with contextlib.suppress(Exception):
+                self.runtime.shutdown()
+        if self.emulator is not None:
+            self.emulator.stop()
+
+
+def _has_provider_key(settings: Settings) -> bool:
+    return any(settings.api_key(provider) for provider in PROVIDERS)
+
+
+def connect(args: argparse.Namespace, settings: Settings) -> Wiring:
+    """Start the emulator (offline) and the runtime; the executor calls run on."""
+    wiring = Wiring(settings)
+    if args.offline or not _has_provider_key(settings):
+        from llm.emulator.server import EmulatorConfig, settings_for, start_in_thread
+
+        wiring.emulator = start_in_thread(EmulatorConfig())
+        wiring.settings = settings_for(wiring.emulator.base_url, base=settings)
+        wiring.notes.append(f"offline: emulator at {wiring.emulator.base_url}")
+    if args.runtime == "ray":
+        try:
+            from runtime.runtime import Runtime
+        except ImportError:
+            wiring.notes.append("the Ray runtime is not available: running calls in process")
+        else:
+            wiring.runtime = Runtime(args.address, settings=wiring.settings)
+            wiring.runtime.start()
+            wiring.executor = wiring.runtime.executor()
+            return wiring
+    wiring.executor = LocalExecutor(wiring.settings)
+    return wiring
+
+
+@contextlib.contextmanager
+def _sigterm_cancels(flag: dict[str, bool]) -> Iterator[None]:
+    """While inside, SIGTERM cancels the current task (so the output gets flushed)."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def terminate() -> None:
+        flag["terminated"] = True
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def run_job(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the job described by ``args``; returns the exit code."""
+    from llm.service import LLMService
+
+    output: Path = args.output
+    output.mkdir(parents=True, exist_ok=True)
+    job_id = args.job_id or default_job_id(output)
+    budget_usd = _parse_budget(args.budget_usd)
+    retired = retire_retryable(output)
+    done_ids = scan_done_ids(output)
+    writer = OutputWriter(
+        output, flush_rows=args.flush_rows, flush_interval_s=args.flush_interval_s
+    )
+    wiring = connect(args, settings)
+    for note in wiring.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if retired:
+        print(f"note: retrying {retired} rows that failed transiently before", file=sys.stderr)
+    service = LLMService(
+        executor=wiring.executor,
+        settings=wiring.settings,
+        enable_cost_tracking=False,
+        offline=False,
+    )
+    budget = None
+    if budget_usd is not None:
+        budget = BudgetGuard(
+            budget_usd,
+            estimate=lambda row: max_cost_or_zero(row, default_model=wiring.settings.default_model),
+            spent_before=await wiring.spent_before(job_id, output),
+        )
+    config = BatchConfig(
+        job_id=job_id,
+        concurrency=args.concurrency,
+        caching_default=wiring.settings.enable_caching,
+    )
+    progress = ProgressBar(total=count_rows(args.input))
+    summary: BatchSummary | None = None
+    flag = {"terminated": False}
+    try:
+        with _sigterm_cancels(flag):
+            summary = await run_batch(
+                read_rows(args.input),
+                call=service_call(service),
+                writer=writer,
+                done_ids=done_ids,
+                config=config,
+                budget=budget,
+                progress=progress,
+            )
+    except asyncio.CancelledError:
+        print("Interrupted: finished rows were saved; rerun to continue.", file=sys.stderr)
+        return EXIT_TERMINATED if flag["terminated"] else EXIT_INTERRUPTED
+    finally:
+        await service.aclose()
+        report = await wiring.ledger_report(job_id) if summary is not None else None
+        wiring.close()
+    write_summary(output, {"job_id": job_id, "input": str(args.input), **summary.to_dict()})
+    print(format_summary(summary))
+    if report:
+        print(report)
+    if summary.budget_stopped:
+        print(f"Budget of ${budget_usd} reached: {summary.not_started} rows not started")
+        return EXIT_BUDGET
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    problem = _check_args(args)
+    if problem is None:
+        try:
+            _parse_budget(args.budget_usd)
+        except ValueError as error:
+            problem = str(error)
+    if problem is not None:
+        return _usage_error(problem)
+    settings = load_settings()
+    if args.dry_run:
+        report = dry_run(read_rows(args.input), default_model=settings.default_model)
+        print(format_dry_run(report))
+        return EXIT_OK
+    try:
+        return asyncio.run(run_job(args, settings))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,439 @@
+"""The batch engine, independent of Ray: stream rows in, call, write results out.
+
+:func:`run_batch` reads input items one at a time into a read-ahead window (default
+``4 x concurrency`` rows), orders them with the
+:class:`~jobs.batch_schedule.CacheAwareScheduler`, keeps at most ``concurrency`` calls in
+flight and hands each result to the output writer, so memory does not grow with the
+input (apart from the set of ids seen, needed to write each id once).
+
+* Ids already in the output (``done_ids``) are skipped and nothing is called for them;
+  a repeated id in the same input is skipped too and counted in ``duplicates``.
+* A row that is invalid, or whose call raises, becomes an error row; the job goes on.
+* Each row is sent with ``request_id = sha256(f"{job_id}/{row_id}")[:32]``
+  (:func:`row_request_id`), the idempotency key under which the runtime's ledger journals
+  the billed answer, so a rerun after a crash is not billed twice.
+* With a :class:`BudgetGuard`, a row is admitted only if the spend so far (ledger total
+  at start + rows finished + upper estimates of rows in flight) plus its own upper
+  estimate stays within the cap; the first row that does not fit stops admission, rows in
+  flight finish, and the rest is counted in ``not_started`` and not written, so a rerun
+  with a higher cap continues with them.
+* On cancellation (Ctrl-C, SIGTERM) rows already finished are flushed before the
+  cancellation propagates; calls still in flight are cancelled and redone on a rerun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
+from jobs.batch_output import error_row, is_retryable_on_rerun, ok_row
+from jobs.batch_schedule import CacheAwareScheduler, prefix_key
+from llm.pricing import cache_savings
+from llm.registry import get_model_info
+from llm.types import LLMResponse
+
+Call = Callable[[RowRequest], Awaitable[LLMResponse]]
+Clock = Callable[[], float]
+RowSource = Iterable[InputItem | dict[str, Any]] | AsyncIterable[InputItem | dict[str, Any]]
+_ZERO = Decimal(0)
+
+
+def row_request_id(job_id: str, row_id: str) -> str:
+    """The idempotency key of one row of one job (see docs/contracts.md)."""
+    return hashlib.sha256(f"{job_id}/{row_id}".encode()).hexdigest()[:32]
+
+
+class RowWriter(Protocol):
+    """Where output rows go (:class:`jobs.batch_output.OutputWriter`)."""
+
+    def add(self, row: dict[str, Any]) -> None: ...
+
+    def maybe_flush(self) -> Any: ...
+
+    def flush(self) -> Any: ...
+
+
+class Progress(Protocol):
+    """Progress display (:class:`jobs.batch_progress.ProgressBar`)."""
+
+    def update(self, summary: BatchSummary) -> None: ...
+
+    def close(self, summary: BatchSummary) -> None: ...
+
+
+@dataclass
+class BatchConfig:
+    """Knobs of one run. ``lookahead`` defaults to ``4 * concurrency``."""
+
+    job_id: str
+    concurrency: int = 16
+    lookahead: int | None = None
+    follower_hold_s: float = 10.0
+    caching_default: bool = False
+    tick_s: float = 0.25
+
+    def window(self) -> int:
+        return max(self.lookahead or 4 * self.concurrency, self.concurrency)
+
+
+@dataclass
+class BatchSummary:
+    """Counters of one run; money in exact Decimal USD."""
+
+    rows_seen: int = 0
+    ok: int = 0
+    failed: int = 0
+    failures_by_type: Counter[str] = field(default_factory=Counter)
+    retryable_failed: int = 0
+    skipped_done: int = 0
+    duplicates: int = 0
+    not_started: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost: Decimal = _ZERO
+    cache_savings: Decimal = _ZERO
+    spent_before: Decimal = _ZERO
+    budget_usd: Decimal | None = None
+    budget_stopped: bool = False
+    interrupted: bool = False
+    wall_s: float = 0.0
+
+    @property
+    def done(self) -> int:
+        """Rows finished in this run (ok or failed)."""
+        return self.ok + self.failed
+
+    @property
+    def spend(self) -> Decimal:
+        """Spend of this job: before this run plus this run's finished rows."""
+        return self.spent_before + self.cost
+
+    def record_ok(self, response: LLMResponse, savings: Decimal) -> None:
+        self.ok += 1
+        self.input_tokens += response.usage.input_tokens
+        self.output_tokens += response.usage.output_tokens
+        self.cached_tokens += response.usage.cached_tokens
+        self.cost += response.cost.total_cost if response.cost is not None else _ZERO
+        self.cache_savings += savings
+
+    def record_error(self, error: BaseException) -> None:
+        self.failed += 1
+        self.failures_by_type[type(error).__name__] += 1
+        self.retryable_failed += is_retryable_on_rerun(error)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (Decimals as strings)."""
+        return {
+            "rows_seen": self.rows_seen,
+            "ok": self.ok,
+            "failed": self.failed,
+            "failures_by_type": dict(sorted(self.failures_by_type.items())),
+            "retryable_failed": self.retryable_failed,
+            "skipped_done": self.skipped_done,
+            "duplicates": self.duplicates,
+            "not_started": self.not_started,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cost_usd": str(self.cost),
+            "cache_savings_usd": str(self.cache_savings),
+            "spent_before_usd": str(self.spent_before),
+            "budget_usd": None if self.budget_usd is None else str(self.budget_usd),
+            "budget_stopped": self.budget_stopped,
+            "interrupted": self.interrupted,
+            "wall_s": round(self.wall_s, 3),
+        }
+
+
+class BudgetGuard:
+    """Admits rows while the job's spend plus upper estimates stays within ``limit_usd``."""
+
+    def __init__(
+        self,
+        limit_usd: Decimal,
+        *,
+        estimate: Callable[[RowRequest], Decimal],
+        spent_before: Decimal = _ZERO,
+    ) -> None:
+        self.limit_usd = Decimal(limit_usd)
+        self.spent = Decimal(spent_before)
+        self.spent_before = Decimal(spent_before)
+        self.reserved = _ZERO
+        self._estimate = estimate
+
+    def try_admit(self, row: RowRequest) -> Decimal | None:
+        """Reserve the row's upper estimate and return it, or None if it would pass the cap."""
+        estimate = self._estimate(row)
+        if self.spent + self.reserved + estimate > self.limit_usd:
+            return None
+        self.reserved += estimate
+        return estimate
+
+    def settle(self, reserved: Decimal, actual: Decimal) -> None:
+        """Replace a row's reservation by what it actually cost."""
+        self.reserved -= reserved
+        self.spent += actual
+
+
+def savings_of(response: LLMResponse) -> Decimal:
+    """Dollars prompt caching saved on ``response`` (0 if the model is not registered)."""
+    info = get_model_info(response.model)
+    if info is None:
+        return _ZERO
+    try:
+        return cache_savings(info, response.usage)
+    except ValueError:
+        return _ZERO
+
+
+async def _aiter(rows: RowSource) -> AsyncIterator[InputItem | dict[str, Any]]:
+    if isinstance(rows, AsyncIterable):
+        async for item in rows:
+            yield item
+    else:
+        for item in rows:
+            yield item
+
+
+@dataclass
+class _Outcome:
+    response: LLMResponse | None
+    error: BaseException | None
+    latency_s: float
+
+
+class _BatchRun:
+    """The state of one :func:`run_batch` call."""
+
+    def __init__(
+        self,
+        *,
+        call: Call,
+        writer: RowWriter,
+        done_ids: set[str],
+        config: BatchConfig,
+        budget: BudgetGuard | None,
+        progress: Progress | None,
+        clock: Clock,
+    ) -> None:
+        self.call, self.writer, self.done_ids = call, writer, done_ids
+        self.config, self.budget, self.progress, self.clock = config, budget, progress, clock
+        self.sched = CacheAwareScheduler(hold_s=config.follower_hold_s, clock=clock)
+        self.summary = BatchSummary()
+        if budget is not None:
+            self.summary.budget_usd = budget.limit_usd
+            self.summary.spent_before = budget.spent_before
+        self.in_flight: dict[asyncio.Task[_Outcome], tuple[RowRequest, Decimal]] = {}
+        self.seen: set[str] = set()
+        self.lines = 0
+        self.exhausted = False
+        self.stopping = False
+
+    async def run(self, rows: RowSource) -> BatchSummary:
+        started = self.clock()
+        source = _aiter(rows)
+        try:
+            await self._main(source)
+        except BaseException:
+            self.summary.interrupted = True
+            await self._abort()
+            raise
+        finally:
+            self.writer.flush()
+            self.summary.wall_s = self.clock() - started
+            if self.progress is not None:
+                self.progress.close(self.summary)
+        return self.summary
+
+    async def _main(self, source: AsyncIterator[Any]) -> None:
+        while True:
+            await self._fill(source)
+            self._dispatch()
+            if not self.in_flight:
+                if self.stopping or (self.exhausted and not len(self.sched)):
+                    break
+                self.sched.release_all()  # only held rows left: nothing else can free them
+                continue
+            done, _ = await asyncio.wait(
+                self.in_flight, timeout=self._wait_s(), return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                self._finish(task)
+            self.writer.maybe_flush()
+            if self.progress is not None:
+                self.progress.update(self.summary)
+        if self.stopping:
+            self.summary.not_started += self.sched.drain() + await self._count_rest(source)
+
+    def _wait_s(self) -> float:
+        deadline = self.sched.next_deadline()
+        if deadline is None:
+            return self.config.tick_s
+        return max(0.0, min(self.config.tick_s, deadline - self.clock()))
+
+    async def _fill(self, source: AsyncIterator[Any]) -> None:
+        window = self.config.window()
+        while not (self.exhausted or self.stopping) and len(self.sched) < window:
+            try:
+                item = await anext(source)
+            except StopAsyncIteration:
+                self.exhausted = True
+                return
+            row = self._admit_item(item)
+            if isinstance(row, RowRequest):
+                key = prefix_key(row, caching_default=self.config.caching_default)
+                self.sched.add(row, key)
+
+    def _admit_item(self, item: Any) -> RowRequest | None:
+        """Count the item; write it at once if invalid; None if it needs no call."""
+        self.lines += 1
+        if isinstance(item, dict):
+            item = parse_row(item, self.lines)
+        self.summary.rows_seen += 1
+        if item.row_id in self.done_ids:
+            self.summary.skipped_done += 1
+            return None
+        if item.row_id in self.seen:
+            self.summary.duplicates += 1
+            return None
+        self.seen.add(item.row_id)
+        request_id = row_request_id(self.config.job_id, item.row_id)
+        if isinstance(item, InvalidRow):
+            self._write_error(item.row_id, request_id, item.error, item.model, 0.0)
+            return None
+        return item.for_job(self.config.job_id, request_id)
+
+    def _dispatch(self) -> None:
+        while not self.stopping and len(self.in_flight) < self.config.concurrency:
+            row = self.sched.next_ready()
+            if row is None:
+                return
+            reserved = _ZERO
+            if self.budget is not None:
+                admitted = self.budget.try_admit(row)
+                if admitted is None:
+                    self.stopping = self.summary.budget_stopped = True
+                    self.summary.not_started += 1
+                    return
+                reserved = admitted
+            task = asyncio.create_task(self._call(row))
+            self.in_flight[task] = (row, reserved)
+
+    async def _call(self, row: RowRequest) -> _Outcome:
+        started = self.clock()
+        try:
+            response = await self.call(row)
+        except Exception as error:  # every failure becomes an error row
+            return _Outcome(None, error, self.clock() - started)
+        return _Outcome(response, None, self.clock() - started)
+
+    def _finish(self, task: asyncio.Task[_Outcome]) -> None:
+        row, reserved = self.in_flight.pop(task)
+        outcome = task.result()
+        self.sched.finished(row, ok=outcome.response is not None)
+        actual = _ZERO
+        if outcome.response is not None:
+            response = outcome.response
+            savings = savings_of(response)
+            self.writer.add(
+                ok_row(
+                    row_id=row.row_id,
+                    job_id=row.job_id,
+                    request_id=row.request_id,
+                    response=response,
+                    savings=savings,
+                    latency_s=outcome.latency_s,
+                )
+            )
+            self.summary.record_ok(response, savings)
+            actual = response.cost.total_cost if response.cost is not None else _ZERO
+        else:
+            assert outcome.error is not None
+            self._write_error(
+                row.row_id, row.request_id, outcome.error, row.model, outcome.latency_s
+            )
+        if self.budget is not None:
+            self.budget.settle(reserved, actual)
+
+    def _write_error(
+        self,
+        row_id: str,
+        request_id: str,
+        error: BaseException,
+        model: str | None,
+        latency_s: float,
+    ) -> None:
+        self.writer.add(
+            error_row(
+                row_id=row_id,
+                job_id=self.config.job_id,
+                request_id=request_id,
+                error=error,
+                model=model,
+                latency_s=latency_s,
+            )
+        )
+        self.summary.record_error(error)
+
+    async def _count_rest(self, source: AsyncIterator[Any]) -> int:
+        rest = 0
+        async for item in source:
+            row_id = parse_row(item, 0).row_id if isinstance(item, dict) else item.row_id
+            self.summary.rows_seen += 1
+            if row_id in self.done_ids or row_id in self.seen:
+                continue
+            self.seen.add(row_id)
+            rest += 1
+        return rest
+
+    async def _abort(self) -> None:
+        """Keep the results that are in; cancel the calls that are not."""
+        pending = []
+        for task in list(self.in_flight):
+            if task.done() and not task.cancelled():
+                self._finish(task)
+            else:
+                task.cancel()
+                pending.append(task)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self.in_flight.clear()
+
+
+async def run_batch(
+    rows: RowSource,
+    *,
+    call: Call,
+    writer: RowWriter,
+    done_ids: set[str],
+    config: BatchConfig,
+    budget: BudgetGuard | None = None,
+    progress: Progress | None = None,
+    clock: Clock = time.monotonic,
+) -> BatchSummary:
+    """Run every row through ``call`` and write one output row per new id.
+
+    ``rows`` yields :class:`~jobs.batch_input.RowRequest`/``InvalidRow`` items (or raw row
+    dicts, parsed here). Returns the run's summary; raises ``CancelledError`` (after
+    flushing) if cancelled.
+    """
+    if config.concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    run = _BatchRun(
+        call=call,
+        writer=writer,
+        done_ids=done_ids,
+        config=config,
+        budget=budget,
+        progress=progress,
+        clock=clock,
+    )
+    return await run.run(rows)

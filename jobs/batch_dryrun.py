@@ -1,0 +1,205 @@
+"""``--dry-run`` of the batch job, and the per-row cost estimate the budget guard uses.
+
+A dry run reads every row, checks it exactly as the service would (same checks, same
+typed errors) and, per model, sums rows, estimated prompt tokens
+(:func:`llm.providers.common.estimate_prompt_tokens`: exact against the emulator), the
+output bound (the sum of ``max_tokens``) and a cost range from the input-only price to
+the price with every row using its whole output budget (no caching assumed). It calls
+nothing, starts nothing and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from jobs.batch_input import InputItem, InvalidRow, RowRequest
+from llm.exceptions import InvalidRequestError, LLMError
+from llm.models import ModelInfo
+from llm.pricing import estimate_cost
+from llm.providers.base import ProviderRequest
+from llm.providers.common import estimate_prompt_tokens
+from llm.recommend import get_best_model_for_task
+from llm.registry import resolve_model
+from llm.service_checks import (
+    check_capabilities,
+    check_options,
+    normalize_messages,
+    preflight_context,
+    resolve_max_tokens,
+)
+from llm.structured import check_schema
+from llm.tool_specs import check_tool_choice, normalize_tools
+
+DEFAULT_MODEL = "claude-haiku-4.5"
+
+
+def pick_model(row: RowRequest, default_model: str = DEFAULT_MODEL) -> ModelInfo:
+    """The model the service would use for ``row`` (recommendation for task rows)."""
+    if row.model is None and row.task is not None:
+        try:
+            return resolve_model(get_best_model_for_task(row.task, row.budget or "medium"))
+        except ValueError as error:
+            raise InvalidRequestError(str(error)) from None
+    return resolve_model(row.model or default_model)
+
+
+def build_request(
+    row: RowRequest, *, default_model: str = DEFAULT_MODEL, caching_default: bool = False
+) -> ProviderRequest:
+    """The provider request the service would build for ``row``; raises its typed errors."""
+    info = pick_model(row, default_model)
+    opts: dict[str, Any] = row.options
+    messages = normalize_messages(row.messages)
+    tools = normalize_tools(opts.get("tools"))
+    effort = opts.get("reasoning_effort")
+    check_capabilities(info, messages, has_tools=bool(tools), reasoning_effort=effort)
+    cache_ttl = opts.get("cache_ttl", "5m")
+    check_options(
+        temperature=opts.get("temperature"), timeout=opts.get("timeout"), cache_ttl=cache_ttl
+    )
+    schema = opts.get("structured_output_schema")
+    try:
+        request = ProviderRequest(
+            model=info,
+            messages=messages,
+            max_tokens=resolve_max_tokens(info, opts.get("max_tokens")),
+            temperature=opts.get("temperature"),
+            enable_caching=bool(opts.get("enable_caching", caching_default)),
+            cache_ttl=cache_ttl,
+            structured_output_schema=check_schema(schema) if schema is not None else None,
+            tools=tools,
+            tool_choice=check_tool_choice(opts.get("tool_choice"), tools),
+            reasoning_effort=effort,
+            timeout=opts.get("timeout"),
+        )
+    except ValidationError:
+        raise InvalidRequestError("the row's options do not form a valid request") from None
+    preflight_context(request)
+    return request
+
+
+@dataclass(frozen=True)
+class RowEstimate:
+    """Prompt tokens, output bound and cost range of one row."""
+
+    model: str
+    input_tokens: int
+    max_output_tokens: int
+    min_cost: Decimal
+    max_cost: Decimal
+
+
+def estimate_row(
+    row: RowRequest, *, default_model: str = DEFAULT_MODEL, caching_default: bool = False
+) -> RowEstimate:
+    """Estimate one row (raises the service's typed error for an invalid row)."""
+    request = build_request(row, default_model=default_model, caching_default=caching_default)
+    tokens = estimate_prompt_tokens(request)
+    return RowEstimate(
+        model=request.model.name,
+        input_tokens=tokens,
+        max_output_tokens=request.max_tokens,
+        min_cost=estimate_cost(request.model, tokens, 0).total_cost,
+        max_cost=estimate_cost(request.model, tokens, request.max_tokens).total_cost,
+    )
+
+
+def max_cost_or_zero(row: RowRequest, *, default_model: str = DEFAULT_MODEL) -> Decimal:
+    """Upper cost bound of ``row`` for the budget guard (0 if the row will be rejected)."""
+    try:
+        return estimate_row(row, default_model=default_model).max_cost
+    except LLMError:
+        return Decimal(0)
+
+
+@dataclass
+class ModelEstimate:
+    """Totals of one model's rows."""
+
+    rows: int = 0
+    input_tokens: int = 0
+    max_output_tokens: int = 0
+    min_cost: Decimal = Decimal(0)
+    max_cost: Decimal = Decimal(0)
+
+    def add(self, estimate: RowEstimate) -> None:
+        self.rows += 1
+        self.input_tokens += estimate.input_tokens
+        self.max_output_tokens += estimate.max_output_tokens
+        self.min_cost += estimate.min_cost
+        self.max_cost += estimate.max_cost
+
+
+@dataclass
+class DryRunReport:
+    """What a dry run found: per-model totals, invalid rows by error type, duplicates."""
+
+    by_model: dict[str, ModelEstimate] = field(default_factory=dict)
+    invalid: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+
+    @property
+    def valid_rows(self) -> int:
+        return sum(m.rows for m in self.by_model.values())
+
+    @property
+    def total(self) -> ModelEstimate:
+        total = ModelEstimate()
+        for m in self.by_model.values():
+            total.rows += m.rows
+            total.input_tokens += m.input_tokens
+            total.max_output_tokens += m.max_output_tokens
+            total.min_cost += m.min_cost
+            total.max_cost += m.max_cost
+        return total
+
+
+def dry_run(items: Iterable[InputItem], *, default_model: str = DEFAULT_MODEL) -> DryRunReport:
+    """Validate and estimate every row; holds only per-model totals and the seen ids."""
+    report = DryRunReport()
+    seen: set[str] = set()
+    for item in items:
+        if item.row_id in seen:
+            report.duplicates += 1
+            continue
+        seen.add(item.row_id)
+        if isinstance(item, InvalidRow):
+            report.invalid[item.error.error_type] += 1
+            continue
+        try:
+            estimate = estimate_row(item, default_model=default_model)
+        except LLMError as error:
+            report.invalid[error.error_type] += 1
+            continue
+        report.by_model.setdefault(estimate.model, ModelEstimate()).add(estimate)
+    return report
+
+
+def format_dry_run(report: DryRunReport) -> str:
+    """The dry-run table printed by ``--dry-run``."""
+    lines = [
+        "DRY RUN (nothing is sent)",
+        f"{'model':<26}{'rows':>8}{'input tok':>13}{'max output':>13}{'cost range $':>26}",
+        "-" * 86,
+    ]
+    rows = sorted(report.by_model.items(), key=lambda kv: (-kv[1].max_cost, kv[0]))
+    for name, m in [*rows, ("TOTAL", report.total)]:
+        if name == "TOTAL":
+            lines.append("-" * 86)
+        cost = f"{m.min_cost:.4f} .. {m.max_cost:.4f}"
+        lines.append(
+            f"{name[:25]:<26}{m.rows:>8,}{m.input_tokens:>13,}{m.max_output_tokens:>13,}{cost:>26}"
+        )
+    invalid = sum(report.invalid.values())
+    lines.append(f"Invalid rows: {invalid}")
+    for error_type, count in sorted(report.invalid.items()):
+        lines.append(f"  {error_type}: {count}")
+    if report.duplicates:
+        lines.append(f"Duplicate ids (skipped): {report.duplicates}")
+    return "\n".join(lines)

@@ -1,0 +1,458 @@
+"""The policy engine: everything that happens to one call at one provider account.
+
+:class:`ProviderEngine` is a plain class (no Ray); the ProviderActor hosts one, and
+:class:`runtime.local.EngineExecutor` runs one per provider in process. Per call, in order:
+
+1. **Idempotency.** A call of a batch job (``ctx.job_id``) is first looked up in the ledger's
+   result journal; a journaled answer is returned as is (``provider_details["replayed"]``),
+   with no provider call and no second ledger row.
+2. **Attempts**, retried by :class:`~llm.retry.RetryPolicy` (server hints honoured). Each
+   attempt: circuit breaker check → prompt-cache gate (only for requests with caching on and a
+   long enough static prefix, see :mod:`runtime.cache_keys`) → rate limiter reservation of the
+   estimated tokens → the adapter call → settle the reservation with the real usage, observe
+   the rate-limit headers, report success to the breaker. A 429 also pauses the limiter
+   (``penalize``) for the server's ``retry_after``.
+3. **Metering.** The answer is priced (:mod:`runtime.metering`) and its ledger row is awaited
+   *before* the result is returned (durable before ack). Rows of batch calls carry the
+   result, which the ledger journals for step 1.
+
+Cache leaders. The gate's leader for a cold prefix is sent as a stream, even for
+:meth:`ProviderEngine.execute`, so that its followers are released at the leader's first
+streamed item (the provider has written the cache entry by then) rather than after its whole
+answer; followers and warm hits are plain calls. The streamed pieces are accumulated into the
+same final :class:`~llm.providers.base.ProviderResult` the adapter's stream ends with.
+
+Failures. A failed attempt refunds its token reservation (settled with zero usage) unless
+the response had already started, tells the breaker, and, if it was a leader that had not
+started, hands leadership to a waiting follower. A call that fails for good is **not**
+written to the ledger: the ledger keeps one row per ``request_id`` (first row wins), so an
+error row would shadow the row of a later successful rerun of the same request. Hence the
+ledger's rows are exactly the billed calls, all with status ``ok``; failures show up in
+:meth:`ProviderEngine.stats` and in the logs.
+
+Streams (:meth:`ProviderEngine.execute_stream`) follow the same policies; an attempt is retried
+only while no text chunk has reached the caller.
+
+Use from one event loop (the ProviderActor's); many concurrent calls are expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from llm.config import Settings
+from llm.exceptions import LLMError, ProviderConnectionError, RateLimitError
+from llm.executor import CallContext, Executed
+from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult
+from llm.providers.common import estimate_prompt_tokens
+from llm.providers.factory import create_adapter
+from llm.retry import RetryConfig, RetryPolicy
+from llm.types import Usage
+from runtime.breaker import BreakerState, CircuitBreaker
+from runtime.cache_gate import CacheGate, Ticket
+from runtime.cache_keys import gate_ttl_s, is_gated, prefix_key
+from runtime.ledger_sink import LedgerSink, MemoryLedger
+from runtime.limiter import AccountLimits, RateLimiter, Reservation
+from runtime.metering import meter
+
+logger = logging.getLogger("llm")
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[Any]]
+
+__all__ = ["EngineStats", "LedgerSink", "MemoryLedger", "ProviderEngine"]
+
+
+class EngineStats(BaseModel):
+    """A snapshot of one engine: load, health and counters since it was created."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    account: str
+    #: Free share of the tightest rate-limit bucket (1.0 without limits, 0.0 while paused).
+    headroom: float
+    in_flight: int
+    breaker_state: BreakerState
+    #: Calls waiting for the rate limiter right now.
+    waiting: int = 0
+    requests: int = 0
+    successes: int = 0
+    failures: int = 0
+    retries: int = 0
+    #: 429 answers seen (one per failed attempt).
+    rate_limited: int = 0
+    cache_leaders: int = 0
+    cache_followers: int = 0
+    cache_warm_hits: int = 0
+    replayed: int = 0
+
+
+@dataclass
+class _Counters:
+    requests: int = 0
+    successes: int = 0
+    failures: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    cache_leaders: int = 0
+    cache_followers: int = 0
+    cache_warm_hits: int = 0
+    replayed: int = 0
+
+
+class _Attempt:
+    """One attempt's gate ticket and limiter reservation, and whether its response began."""
+
+    __slots__ = ("has_started", "reservation", "ticket")
+
+    def __init__(self, ticket: Ticket | None, reservation: Reservation | None) -> None:
+        self.ticket = ticket
+        self.reservation = reservation
+        self.has_started = False
+
+    @property
+    def is_leader(self) -> bool:
+        return self.ticket is not None and self.ticket.role == "leader"
+
+    def started(self) -> None:
+        """The response began: release the followers of this prefix (once)."""
+        if not self.has_started:
+            self.has_started = True
+            if self.ticket is not None:
+                self.ticket.started()
+
+
+class ProviderEngine:
+    """Breaker, cache gate, limiter, retries, metering and ledger around one adapter.
+
+    See the module docstring. ``clock`` is injected into every policy, ``sleep`` into the
+    retry policy and the limiter, ``rand`` into the retry jitter, so tests run on fake time;
+    ``breaker`` and ``gate`` may be given to tune them.
+    The engine owns its adapter (given or created) and closes it in :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        settings: Settings,
+        *,
+        account: str = "default",
+        limits: AccountLimits | None = None,
+        retry_config: RetryConfig | None = None,
+        adapter: ProviderAdapter | None = None,
+        ledger: LedgerSink | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+        breaker: CircuitBreaker | None = None,
+        gate: CacheGate | None = None,
+    ) -> None:
+        self.provider = provider
+        self.account = account
+        self.settings = settings
+        self.ledger = ledger
+        self.limiter = RateLimiter(limits, clock=clock, sleep=sleep) if limits is not None else None
+        self.retry_policy = RetryPolicy(retry_config, sleep=sleep, rand=rand)
+        self.breaker = breaker or CircuitBreaker(clock=clock, provider=provider)
+        # The gate's follower timeout is a safety net against a lost leader, so it always
+        # waits on the event loop: a test's instant fake ``sleep`` would release followers
+        # at once.
+        self.gate = gate or CacheGate(clock=clock)
+        self._adapter = adapter
+        self._clock = clock
+        self._sleep = sleep
+        self._counters = _Counters()
+        self.in_flight = 0
+
+    @property
+    def adapter(self) -> ProviderAdapter:
+        """The provider adapter, created on first use."""
+        if self._adapter is None:
+            self._adapter = create_adapter(self.provider, self.settings)
+        return self._adapter
+
+    # --- public API ---------------------------------------------------------------------
+
+    async def execute(self, request: ProviderRequest, ctx: CallContext) -> Executed:
+        """Run one call through every policy; the ledger row is durable when this returns."""
+        replayed = await self._replay(ctx)
+        if replayed is not None:
+            return replayed
+        start = self._begin()
+        try:
+            result, attempts = await self.retry_policy.run(
+                lambda _attempt: self._attempt(request), on_retry=self._on_retry(request, ctx)
+            )
+            executed = Executed(result=result, attempts=attempts)
+            await self._commit(request, ctx, executed, start, streamed=False)
+            return executed
+        except Exception:
+            self._counters.failures += 1
+            raise
+        finally:
+            self.in_flight -= 1
+
+    async def execute_stream(
+        self, request: ProviderRequest, ctx: CallContext
+    ) -> AsyncIterator[str | Executed]:
+        """Yield text chunks as they arrive, then one :class:`Executed` (after metering).
+
+        Attempts are retried only until the first chunk has been yielded; a later failure
+        propagates. A replayed answer is yielded as one chunk.
+        """
+        replayed = await self._replay(ctx)
+        if replayed is not None:
+            if replayed.result.text:
+                yield replayed.result.text
+            yield replayed
+            return
+        start = self._begin()
+        try:
+            executed: Executed | None = None
+            async with contextlib.aclosing(self._stream_with_retries(request, ctx)) as items:
+                async for item in items:
+                    if isinstance(item, Executed):
+                        executed = item
+                    else:
+                        yield item
+            assert executed is not None  # _stream_with_retries ends with one or raises
+            await self._commit(request, ctx, executed, start, streamed=True)
+            yield executed
+        except Exception:
+            self._counters.failures += 1
+            raise
+        finally:
+            self.in_flight -= 1
+
+    def stats(self) -> EngineStats:
+        """Load, breaker state and counters right now."""
+        limiter = self.limiter
+        return EngineStats(
+            provider=self.provider,
+            account=self.account,
+            headroom=limiter.headroom() if limiter else 1.0,
+            in_flight=self.in_flight,
+            breaker_state=self.breaker.state,
+            waiting=limiter.waiting if limiter else 0,
+            **asdict(self._counters),
+        )
+
+    async def aclose(self) -> None:
+        """Close the adapter's connection pool."""
+        adapter, self._adapter = self._adapter, None
+        if adapter is not None:
+            await adapter.aclose()
+
+    # --- idempotency and metering -------------------------------------------------------
+
+    async def _replay(self, ctx: CallContext) -> Executed | None:
+        if not ctx.job_id or self.ledger is None:
+            return None
+        found = (await self.ledger.lookup([ctx.request_id])).get(ctx.request_id)
+        if found is None:
+            return None
+        self._counters.replayed += 1
+        details = {**found.result.provider_details, "replayed": True}
+        result = found.result.model_copy(update={"provider_details": details})
+        return found.model_copy(update={"result": result})
+
+    def _begin(self) -> float:
+        self._counters.requests += 1
+        self.in_flight += 1
+        return self._clock()
+
+    async def _commit(
+        self,
+        request: ProviderRequest,
+        ctx: CallContext,
+        executed: Executed,
+        start: float,
+        *,
+        streamed: bool,
+    ) -> None:
+        """Write the ledger row (awaited: durable before the caller sees the result)."""
+        if self.ledger is not None:
+            latency = self._clock() - start
+            record = meter(request, ctx, executed, latency_s=latency, streamed=streamed)
+            try:
+                await self.ledger.record(record, executed if ctx.job_id else None)
+            except LLMError:
+                raise
+            except Exception as error:
+                raise LLMError(
+                    f"ledger write failed ({type(error).__name__})",
+                    provider=self.provider,
+                    model=request.model.name,
+                    request_id=ctx.request_id,
+                ) from error
+        self._counters.successes += 1
+
+    # --- one attempt --------------------------------------------------------------------
+
+    async def _attempt(self, request: ProviderRequest) -> ProviderResult:
+        attempt = await self._open(request)
+        try:
+            if attempt.is_leader:
+                result = await self._drain_stream(request, attempt)
+            else:
+                result = await self.adapter.generate(request)
+        except BaseException as error:
+            self._close_failed(attempt, error)
+            raise
+        self._close_ok(attempt, result)
+        return result
+
+    async def _open(self, request: ProviderRequest) -> _Attempt:
+        """Breaker check, then the cache gate, then the limiter reservation."""
+        self.breaker.check()
+        ticket = await self._enter_gate(request)
+        try:
+            reservation = await self._reserve(request)
+        except BaseException:
+            if ticket is not None:
+                ticket.failed()
+            raise
+        return _Attempt(ticket, reservation)
+
+    async def _enter_gate(self, request: ProviderRequest) -> Ticket | None:
+        if not is_gated(request):
+            return None
+        ticket = await self.gate.enter(prefix_key(request), gate_ttl_s(request))
+        counters = self._counters
+        if ticket.role == "leader":
+            counters.cache_leaders += 1
+        elif ticket.role == "follower":
+            counters.cache_followers += 1
+        else:
+            counters.cache_warm_hits += 1
+        return ticket
+
+    async def _reserve(self, request: ProviderRequest) -> Reservation | None:
+        if self.limiter is None:
+            return None
+        return await self.limiter.reserve(estimate_prompt_tokens(request), request.max_tokens)
+
+    async def _drain_stream(self, request: ProviderRequest, attempt: _Attempt) -> ProviderResult:
+        """Run ``request`` as a stream (a cache leader), starting the ticket at its first item."""
+        async with contextlib.aclosing(self.adapter.stream(request)) as stream:
+            async for item in stream:
+                attempt.started()
+                if isinstance(item, ProviderResult):
+                    return item
+        raise self._no_final_result(request)
+
+    def _close_ok(self, attempt: _Attempt, result: ProviderResult) -> None:
+        attempt.started()  # a follower or warm hit refreshes the prefix's warmth
+        if self.limiter is not None and attempt.reservation is not None:
+            self.limiter.settle(attempt.reservation, result.usage)
+            if result.rate_limit is not None:
+                self.limiter.observe(result.rate_limit)
+        self.breaker.record_success()
+
+    def _close_failed(self, attempt: _Attempt, error: BaseException) -> None:
+        if not attempt.has_started:
+            if attempt.ticket is not None:
+                attempt.ticket.failed()
+            if self.limiter is not None and attempt.reservation is not None:
+                self.limiter.settle(attempt.reservation, Usage())  # refund the tokens
+        self.breaker.record_failure(error)
+        if isinstance(error, RateLimitError):
+            self._counters.rate_limited += 1
+            if self.limiter is not None:
+                self.limiter.penalize(error.retry_after_s or self.retry_policy.backoff(1))
+
+    def _no_final_result(self, request: ProviderRequest) -> ProviderConnectionError:
+        return ProviderConnectionError(
+            "stream ended without a final result",
+            provider=self.provider,
+            model=request.model.name,
+        )
+
+    # --- streaming ----------------------------------------------------------------------
+
+    async def _stream_with_retries(
+        self, request: ProviderRequest, ctx: CallContext
+    ) -> AsyncIterator[str | Executed]:
+        """Text chunks then one Executed; retried while nothing has been yielded."""
+        policy = self.retry_policy
+        on_retry = self._on_retry(request, ctx)
+        attempt = 1
+        while True:
+            sent = False
+            try:
+                async with contextlib.aclosing(self._stream_once(request)) as stream:
+                    async for item in stream:
+                        if isinstance(item, ProviderResult):
+                            yield Executed(result=item, attempts=attempt)
+                            return
+                        sent = True
+                        yield item
+                raise self._no_final_result(request)  # pragma: no cover (_stream_once ends so)
+            except Exception as error:
+                last = attempt > policy.config.max_retries
+                if sent or last or not policy.is_retryable(error):
+                    _set_attempts(error, attempt)
+                    raise
+                delay = policy.delay_for(attempt, error)
+                on_retry(attempt, error, delay)
+            await self._sleep(delay)
+            attempt += 1
+
+    async def _stream_once(self, request: ProviderRequest) -> AsyncIterator[str | ProviderResult]:
+        """One streamed attempt under every per-attempt policy; ends with the ProviderResult."""
+        attempt = await self._open(request)
+        result: ProviderResult | None = None
+        try:
+            async with contextlib.aclosing(self.adapter.stream(request)) as stream:
+                async for item in stream:
+                    attempt.started()
+                    if isinstance(item, ProviderResult):
+                        result = item
+                        break
+                    if item:
+                        yield item
+            if result is None:
+                raise self._no_final_result(request)
+        except BaseException as error:
+            self._close_failed(attempt, error)
+            raise
+        self._close_ok(attempt, result)
+        yield result
+
+    # --- logging ------------------------------------------------------------------------
+
+    def _on_retry(
+        self, request: ProviderRequest, ctx: CallContext
+    ) -> Callable[[int, BaseException, float], None]:
+        def log_retry(attempt: int, error: BaseException, delay: float) -> None:
+            self._counters.retries += 1
+            logger.warning(
+                "llm retry model=%s provider=%s account=%s attempt=%d error=%s delay_s=%.2f "
+                "request_id=%s",
+                request.model.name,
+                self.provider,
+                self.account,
+                attempt,
+                type(error).__name__,
+                delay,
+                ctx.request_id,
+            )
+
+        return log_retry
+
+
+def _set_attempts(error: BaseException, attempts: int) -> None:
+    try:
+        error.attempts = attempts  # type: ignore[attr-defined]
+    except AttributeError:
+        pass

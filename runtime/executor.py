@@ -1,0 +1,262 @@
+"""RayExecutor: the :class:`~llm.executor.Executor` that sends calls to the provider actors.
+
+``LLMService(runtime="ray")`` (or ``LLM_RUNTIME=ray``) builds one with
+``RayExecutor(settings, retry_config)``, which starts (or joins, with ``LLM_RAY_ADDRESS``) a
+default :class:`~runtime.runtime.Runtime` on first use; ``runtime.executor()`` gives one
+bound to a runtime you started yourself.
+
+Per call:
+
+1. the route table comes from a cache refreshed in the background from the router actor
+   once it is ``refresh_s`` (2 s) old, so the router is not a hop per request;
+2. the actor of the request's provider is picked by :class:`~runtime.routing.ActorChooser`
+   (headroom first, then fewest calls in flight from this driver, then round-robin);
+3. the call goes straight to that actor (``execute``, or ``execute_stream`` as a Ray
+   streaming generator whose items are awaited one by one);
+4. on :class:`ProviderOverloadedError` or :class:`CircuitOpenError` (before any text reached
+   the caller) the request is re-issued to another account's actor of the same provider,
+   then along the model's fallback chain (:mod:`runtime.routing`), each re-issue with its own
+   derived request id so its ledger row is its own.
+
+Errors raised inside an actor reach the caller as the original :mod:`llm.exceptions` error;
+an actor that cannot be reached at all becomes :class:`ProviderConnectionError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+from llm.config import Settings
+from llm.exceptions import (
+    CircuitOpenError,
+    LLMError,
+    ProviderConnectionError,
+    ProviderOverloadedError,
+)
+from llm.executor import CallContext, Executed
+from llm.models import ModelInfo
+from llm.providers.base import ProviderRequest
+from llm.retry import RetryConfig
+from runtime.routing import (
+    ROUTED_BY_TASK,
+    ActorChooser,
+    RouteTable,
+    derived_request_id,
+    fallback_request,
+)
+
+#: Errors after which a request is re-issued elsewhere.
+REROUTE_ERRORS: tuple[type[LLMError], ...] = (ProviderOverloadedError, CircuitOpenError)
+
+
+class RayExecutor:
+    """Sends calls to provider actors; see the module docstring.
+
+    ``source`` is a started :class:`~runtime.runtime.Runtime`, or :class:`Settings` (or None
+    for :func:`~llm.config.load_settings`) to start a default runtime on first use (the
+    executor then owns it and shuts it down in :meth:`aclose`).
+    """
+
+    def __init__(
+        self,
+        source: Any = None,
+        retry_config: RetryConfig | None = None,
+        *,
+        refresh_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from runtime.runtime import Runtime
+
+        if isinstance(source, Runtime):
+            self._runtime, self._owns_runtime = source, False
+        elif source is None or isinstance(source, Settings):
+            self._runtime = Runtime(settings=source, retry_config=retry_config)
+            self._owns_runtime = True
+        else:
+            raise TypeError("RayExecutor takes a Runtime or Settings")
+        self.refresh_s = refresh_s
+        self._clock = clock
+        self._chooser = ActorChooser()
+        self._table: RouteTable | None = None
+        self._fetched_at = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
+        self._handles: dict[str, Any] = {}
+        self._fallbacks: dict[tuple[str, bool], list[str]] = {}
+        self._started = self._runtime.is_started
+        self._start_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, retry_config: RetryConfig | None = None
+    ) -> RayExecutor:
+        """An executor on a default runtime for ``settings`` (started on first use)."""
+        return cls(settings, retry_config)
+
+    @property
+    def runtime(self) -> Any:
+        return self._runtime
+
+    # ------------------------------------------------------------------ routes
+
+    async def _ensure_started(self) -> None:
+        """Start the runtime once. In the main thread ``ray.init`` runs right here (it blocks
+        the loop for its few seconds, once) so that it can install its signal handlers;
+        elsewhere it runs in a worker thread."""
+        if self._started:
+            return
+        if threading.current_thread() is threading.main_thread():
+            self._runtime.start()
+        else:
+            async with self._start_lock:
+                if not self._started:
+                    await asyncio.to_thread(self._runtime.start)
+        self._started = True
+
+    async def routes(self) -> RouteTable:
+        """The cached route table; a refresh starts in the background once it is stale."""
+        await self._ensure_started()
+        if self._table is None:
+            await self._refresh()
+        elif self._clock() - self._fetched_at >= self.refresh_s:
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+        assert self._table is not None
+        return self._table
+
+    async def _refresh(self) -> None:
+        table = await _unwrapped(self._runtime.router().routes.remote())
+        self._table, self._fetched_at = table, self._clock()
+
+    def _handle(self, name: str) -> Any:
+        handle = self._handles.get(name)
+        if handle is None:
+            import ray
+
+            handle = ray.get_actor(name, namespace=self._runtime.namespace)
+            self._handles[name] = handle
+        return handle
+
+    async def _fallback_names(self, model: ModelInfo, routed_by_task: bool) -> list[str]:
+        key = (model.name, routed_by_task)
+        if key not in self._fallbacks:
+            ref = self._runtime.router().fallback.remote(model.name, routed_by_task)
+            self._fallbacks[key] = await _unwrapped(ref)
+        return self._fallbacks[key]
+
+    async def _plan(self, request: ProviderRequest, ctx: CallContext) -> Iterator[Any]:
+        """Yield ``(actor name, request, ctx)`` to try, in order (see the module docstring)."""
+        table = await self.routes()
+        routed = bool(ctx.metadata.get(ROUTED_BY_TASK))
+        names = await self._fallback_names(request.model, routed)
+        options = [request, *(r for n in names if (r := fallback_request(request, n)))]
+        return _attempts(table, options, ctx, self._chooser)
+
+    # ------------------------------------------------------------------ calls
+
+    async def execute(self, request: ProviderRequest, ctx: CallContext) -> Executed:
+        """Run ``request`` on a provider actor, re-routing on overload / open circuit."""
+        last: LLMError | None = None
+        for name, this_request, this_ctx in await self._plan(request, ctx):
+            self._chooser.started(name)
+            try:
+                ref = self._handle(name).execute.remote(this_request, this_ctx)
+                return await _unwrapped(ref)
+            except REROUTE_ERRORS as error:
+                last = error
+            finally:
+                self._chooser.finished(name)
+        raise last or _no_actor(request)
+
+    async def execute_stream(
+        self, request: ProviderRequest, ctx: CallContext
+    ) -> AsyncIterator[str | Executed]:
+        """Stream ``request`` from a provider actor; re-routes only before the first chunk."""
+        last: LLMError | None = None
+        for name, this_request, this_ctx in await self._plan(request, ctx):
+            self._chooser.started(name)
+            method = self._handle(name).execute_stream.options(num_returns="streaming")
+            stream = method.remote(this_request, this_ctx)
+            started = False
+            try:
+                async for ref in stream:
+                    item = await _unwrapped(ref)
+                    started = started or isinstance(item, str)
+                    yield item
+                return
+            except REROUTE_ERRORS as error:
+                if started:
+                    raise
+                last = error
+            except (LLMError, asyncio.CancelledError, GeneratorExit):
+                _cancel(stream)
+                raise
+            finally:
+                self._chooser.finished(name)
+        raise last or _no_actor(request)
+
+    async def aclose(self) -> None:
+        """Stop the background refresh; shut the runtime down if this executor started it."""
+        task, self._refreshing = self._refreshing, None
+        if task is not None and not task.done():
+            task.cancel()
+        if self._owns_runtime and self._started:
+            await asyncio.to_thread(self._runtime.shutdown)
+            self._started = False
+
+
+def _attempts(
+    table: RouteTable, options: list[ProviderRequest], ctx: CallContext, chooser: ActorChooser
+) -> Iterator[tuple[str, ProviderRequest, CallContext]]:
+    """Every actor of the first model's provider, then of each fallback's; lazily chosen."""
+    issued = 0
+    for request in options:
+        tried: list[str] = []
+        while (
+            name := chooser.choose(table.actors(request.model.provider), exclude=tried)
+        ) is not None:
+            tried.append(name)
+            this_ctx = ctx
+            if issued:
+                this_ctx = ctx.model_copy(
+                    update={"request_id": derived_request_id(ctx.request_id, issued)}
+                )
+            issued += 1
+            yield name, request, this_ctx
+
+
+async def _unwrapped(awaitable: Awaitable[Any]) -> Any:
+    """Await a Ray object ref, raising the actor's own error instead of Ray's wrapper."""
+    import ray.exceptions as rex
+
+    try:
+        return await awaitable
+    except rex.RayTaskError as error:
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, LLMError):
+            raise cause from None
+        raise ProviderConnectionError(f"actor call failed: {type(cause).__name__}") from None
+    except (rex.RayActorError, rex.ActorUnavailableError) as error:
+        raise ProviderConnectionError(
+            f"provider actor unavailable: {type(error).__name__}"
+        ) from None
+
+
+def _cancel(stream: Any) -> None:
+    import ray
+
+    try:
+        ray.cancel(stream)
+    except Exception:  # already finished, or the actor is gone
+        pass
+
+
+def _no_actor(request: ProviderRequest) -> LLMError:
+    return ProviderConnectionError(
+        f"no provider actor for {request.model.provider}",
+        provider=request.model.provider,
+        model=request.model.name,
+    )
