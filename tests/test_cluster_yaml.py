@@ -22,7 +22,9 @@ def test_required_launcher_sections_present():
 
 def test_workers_autoscale():
     workers = [
-        spec for name, spec in CONFIG["available_node_types"].items() if name != CONFIG["head_node_type"]
+        spec
+        for name, spec in CONFIG["available_node_types"].items()
+        if name != CONFIG["head_node_type"]
     ]
     assert workers, "no worker node type"
     assert all(spec["max_workers"] > spec.get("min_workers", 0) for spec in workers)
