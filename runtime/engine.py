@@ -225,7 +225,8 @@ class ProviderEngine:
                         executed = item
                     else:
                         yield item
-            assert executed is not None  # _stream_with_retries ends with one or raises
+            if executed is None:  # _stream_with_retries ends with one or raises
+                raise self._no_final_result(request)
             await self._commit(request, ctx, executed, start, streamed=True)
             yield executed
         except Exception:
@@ -240,10 +241,10 @@ class ProviderEngine:
         return EngineStats(
             provider=self.provider,
             account=self.account,
-            headroom=limiter.headroom() if limiter else 1.0,
+            headroom=limiter.headroom() if limiter is not None else 1.0,
             in_flight=self.in_flight,
             breaker_state=self.breaker.state,
-            waiting=limiter.waiting if limiter else 0,
+            waiting=limiter.waiting if limiter is not None else 0,
             **asdict(self._counters),
         )
 

@@ -17,12 +17,12 @@ import anthropic
 import httpx2
 import jsonschema
 import pytest
-from conftest import SENTINEL_KEY
 
 from llm.emulator import anthropic_wire
 from llm.emulator.engine import EmulatorConfig, Engine
 from llm.emulator.protocol import EmuError
 from llm.emulator.server import Emulator, settings_for, start_in_thread
+from tests.conftest import SENTINEL_KEY
 
 try:
     from llm.registry import get_model_info as LOOKUP

@@ -25,10 +25,12 @@ from llm.providers.base import (
     ProviderResult,
     RateLimitSnapshot,
     StreamItem,
+    ToolSpec,
 )
 from llm.registry import get_model_info
 from llm.retry import RetryConfig
 from llm.types import Message, MessageRole, Usage
+from runtime.cache_keys import gate_ttl_s, prefix_key
 from runtime.engine import MemoryLedger, ProviderEngine
 from runtime.limiter import AccountLimits
 from runtime.local import EngineExecutor
@@ -221,6 +223,16 @@ async def test_short_or_uncached_prompts_skip_the_gate():
     stats = engine.stats()
     assert stats.cache_leaders == stats.cache_followers == stats.cache_warm_hits == 0
     assert adapter.kinds("stream") == []
+
+
+def test_prefix_key_covers_model_tools_and_system_but_not_the_question():
+    base = _request("one", system=LONG_SYSTEM)
+    assert prefix_key(base) == prefix_key(_request("two", system=LONG_SYSTEM))
+    assert prefix_key(base) != prefix_key(_request("one", system=LONG_SYSTEM + "x"))
+    assert prefix_key(base) != prefix_key(base.model_copy(update={"model": GPT}))
+    tool = ToolSpec(name="lookup", description="Find a clause")
+    assert prefix_key(base) != prefix_key(base.model_copy(update={"tools": (tool,)}))
+    assert gate_ttl_s(base) < 300 < gate_ttl_s(base.model_copy(update={"cache_ttl": "1h"})) < 3600
 
 
 # --- retries, 429s and metering ----------------------------------------------------------

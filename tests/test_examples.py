@@ -10,9 +10,8 @@ import pytest
 
 pytest.importorskip("llm.emulator.server")
 
-from conftest import SENTINEL_KEY  # noqa: E402
-
 from llm.emulator.server import settings_for, start_in_thread  # noqa: E402
+from tests.conftest import SENTINEL_KEY  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::llm.service_checks.ModelLifecycleWarning")
 

@@ -13,7 +13,6 @@ import anthropic
 import httpx2
 import pytest
 from anthropic.types import Message as SDKMessage
-from conftest import SENTINEL_KEY
 
 from llm.config import Settings
 from llm.exceptions import (
@@ -41,6 +40,7 @@ from llm.providers.base import ProviderRequest, ToolSpec
 from llm.providers.factory import PROVIDER_KEY_ENV, create_adapter
 from llm.tokens import count_text_tokens
 from llm.types import ImageContent, Message, MessageRole, ToolCall, ToolResultContent
+from tests.conftest import SENTINEL_KEY
 
 NOW = datetime(2025, 2, 24, 22, 25, 0, tzinfo=UTC)
 

@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import httpx2
 import pytest
-from conftest import SENTINEL_KEY
 from google.genai import errors as genai_errors
 from google.genai import types
 
@@ -35,6 +34,7 @@ from llm.providers import google as gg
 from llm.providers.base import ProviderRequest, ToolSpec
 from llm.providers.google_cache import ExplicitCacheManager, prefix_key
 from llm.types import ImageContent, Message, MessageRole, TextContent, ToolCall, ToolResultContent
+from tests.conftest import SENTINEL_KEY
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 PRICING = Pricing(standard=PriceTier(input=Decimal("0.3"), output=Decimal("2.5")))

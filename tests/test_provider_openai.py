@@ -13,7 +13,6 @@ from decimal import Decimal
 import httpx2
 import openai
 import pytest
-from conftest import SENTINEL_KEY
 from openai.types.chat import ChatCompletion
 
 from llm.config import Settings
@@ -34,6 +33,7 @@ from llm.providers import openai as oa
 from llm.providers.base import ProviderRequest, ProviderResult, ToolSpec
 from llm.providers.common import estimate_prompt_tokens
 from llm.types import ImageContent, Message, MessageRole, TextContent, ToolCall, ToolResultContent
+from tests.conftest import SENTINEL_KEY
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 PRICING = Pricing(standard=PriceTier(input=Decimal("1"), output=Decimal("4")))

@@ -10,7 +10,6 @@ import warnings
 from decimal import Decimal
 
 import pytest
-from conftest import SENTINEL_KEY
 
 from llm.config import Settings
 from llm.cost import CostTracker
@@ -31,6 +30,7 @@ from llm.registry import get_model_info
 from llm.retry import RetryConfig
 from llm.service import LLMService, ModelLifecycleWarning
 from llm.types import ImageContent, Message, MessageRole, TextContent, ToolCall, Usage
+from tests.conftest import SENTINEL_KEY
 
 pytestmark = pytest.mark.filterwarnings("ignore::llm.service_checks.ModelLifecycleWarning")
 

@@ -10,8 +10,6 @@ import pytest
 
 pytest.importorskip("llm.emulator.server")
 
-from conftest import SENTINEL_KEY  # noqa: E402
-
 from llm.config import Settings  # noqa: E402
 from llm.emulator.server import settings_for, start_in_thread  # noqa: E402
 from llm.exceptions import ContextLengthError  # noqa: E402
@@ -20,6 +18,7 @@ from llm.registry import get_model_info  # noqa: E402
 from llm.retry import RetryConfig  # noqa: E402
 from llm.service import LLMService  # noqa: E402
 from llm.types import ImageContent, Message, MessageRole, TextContent  # noqa: E402
+from tests.conftest import SENTINEL_KEY  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::llm.service_checks.ModelLifecycleWarning")
 
