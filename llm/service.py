@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from llm.config import Settings, load_settings
 from llm.cost import CostTracker, summarize
 from llm.exceptions import ConfigurationError, InvalidRequestError, LLMError, StructuredOutputError
-from llm.executor import CallContext, Executed, Executor, LocalExecutor
+from llm.executor import CallContext, Executed, Executor
 from llm.logging_policy import log_call, log_failure
 from llm.models import ModelInfo
 from llm.providers.base import ProviderRequest, ToolSpec
@@ -132,7 +132,11 @@ class LLMService:
                     "runtime='ray' needs runtime.executor.RayExecutor, which is not available"
                 ) from None
             return RayExecutor(self.settings, self.retry_config)
-        return LocalExecutor(self.settings, self.retry_config, sleep=self._sleep)
+        from runtime.local import EngineExecutor  # the in-process runtime: same policies as Ray
+
+        return EngineExecutor(
+            self.settings, self.retry_config, sleep=self._sleep, clock=self._clock
+        )
 
     # ------------------------------------------------------------------ preparation
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
 import zlib
 
 import pytest
@@ -82,13 +83,21 @@ def sleeps():
 
 @pytest.fixture
 async def service(emulator, sleeps):
-    async def fake_sleep(delay):
-        sleeps.append(delay)
+    now = [time.perf_counter()]
 
+    async def fake_sleep(delay):  # time passes for the runtime's clock, not the wall clock
+        sleeps.append(delay)
+        now[0] += delay
+
+    def fake_clock():
+        return now[0] + (time.perf_counter() - started)
+
+    started = time.perf_counter()
     svc = LLMService(
         settings=settings_for(emulator.base_url, api_key=SENTINEL_KEY),
         retry_config=RetryConfig(initial_delay=0.001, max_delay=0.01, jitter=False),
         sleep=fake_sleep,
+        clock=fake_clock,
     )
     yield svc
     await svc.aclose()
