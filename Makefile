@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m jobs.demo
+	$(PY) -m jobs.batch examples/prompts.jsonl --output out/demo --offline
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -48,7 +48,7 @@ from jobs.batch_output import (
 )
 from jobs.batch_progress import ProgressBar, format_summary
 from llm.config import PROVIDERS, Settings, load_settings
-from llm.executor import Executor, LocalExecutor
+from llm.executor import Executor
 from llm.types import LLMResponse
 
 EXIT_OK, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 3, 130, 143
@@ -193,7 +193,9 @@ def connect(args: argparse.Namespace, settings: Settings) -> Wiring:
             wiring.runtime.start()
             wiring.executor = wiring.runtime.executor()
             return wiring
-    wiring.executor = LocalExecutor(wiring.settings)
+    from runtime.local import EngineExecutor  # same policies as the actors, in process
+
+    wiring.executor = EngineExecutor(wiring.settings)
     return wiring
 
 
@@ -219,43 +221,51 @@ def _sigterm_cancels(flag: dict[str, bool]) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-async def run_job(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the job described by ``args``; returns the exit code."""
-    from llm.service import LLMService
-
+def _open_output(args: argparse.Namespace) -> tuple[str, set[str], OutputWriter]:
+    """Job id, ids already done (after retiring transient failures) and the writer."""
     output: Path = args.output
     output.mkdir(parents=True, exist_ok=True)
-    job_id = args.job_id or default_job_id(output)
-    budget_usd = _parse_budget(args.budget_usd)
     retired = retire_retryable(output)
+    if retired:
+        print(f"note: retrying {retired} rows that failed transiently before", file=sys.stderr)
     done_ids = scan_done_ids(output)
     writer = OutputWriter(
         output, flush_rows=args.flush_rows, flush_interval_s=args.flush_interval_s
     )
+    return args.job_id or default_job_id(output), done_ids, writer
+
+
+async def _budget_guard(
+    args: argparse.Namespace, wiring: Wiring, job_id: str
+) -> BudgetGuard | None:
+    limit = _parse_budget(args.budget_usd)
+    if limit is None:
+        return None
+    default_model = wiring.settings.default_model
+    return BudgetGuard(
+        limit,
+        estimate=lambda row: max_cost_or_zero(row, default_model=default_model),
+        spent_before=await wiring.spent_before(job_id, args.output),
+    )
+
+
+async def run_job(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the job described by ``args``; returns the exit code."""
+    from llm.service import LLMService
+
+    job_id, done_ids, writer = _open_output(args)
     wiring = connect(args, settings)
     for note in wiring.notes:
         print(f"note: {note}", file=sys.stderr)
-    if retired:
-        print(f"note: retrying {retired} rows that failed transiently before", file=sys.stderr)
     service = LLMService(
         executor=wiring.executor,
         settings=wiring.settings,
         enable_cost_tracking=False,
         offline=False,
     )
-    budget = None
-    if budget_usd is not None:
-        budget = BudgetGuard(
-            budget_usd,
-            estimate=lambda row: max_cost_or_zero(row, default_model=wiring.settings.default_model),
-            spent_before=await wiring.spent_before(job_id, output),
-        )
     config = BatchConfig(
-        job_id=job_id,
-        concurrency=args.concurrency,
-        caching_default=wiring.settings.enable_caching,
+        job_id=job_id, concurrency=args.concurrency, caching_default=wiring.settings.enable_caching
     )
-    progress = ProgressBar(total=count_rows(args.input))
     summary: BatchSummary | None = None
     flag = {"terminated": False}
     try:
@@ -266,8 +276,8 @@ async def run_job(args: argparse.Namespace, settings: Settings) -> int:
                 writer=writer,
                 done_ids=done_ids,
                 config=config,
-                budget=budget,
-                progress=progress,
+                budget=await _budget_guard(args, wiring, job_id),
+                progress=ProgressBar(total=count_rows(args.input)),
             )
     except asyncio.CancelledError:
         print("Interrupted: finished rows were saved; rerun to continue.", file=sys.stderr)
@@ -276,14 +286,12 @@ async def run_job(args: argparse.Namespace, settings: Settings) -> int:
         await service.aclose()
         report = await wiring.ledger_report(job_id) if summary is not None else None
         wiring.close()
-    write_summary(output, {"job_id": job_id, "input": str(args.input), **summary.to_dict()})
+    write_summary(args.output, {"job_id": job_id, "input": str(args.input), **summary.to_dict()})
     print(format_summary(summary))
     if report:
         print(report)
-    if summary.budget_stopped:
-        print(f"Budget of ${budget_usd} reached: {summary.not_started} rows not started")
-        return EXIT_BUDGET
-    return EXIT_OK
+    # format_summary already said "Budget of $X reached: N rows not started"
+    return EXIT_BUDGET if summary.budget_stopped else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

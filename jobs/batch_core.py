@@ -127,7 +127,7 @@ class BatchSummary:
     def record_error(self, error: BaseException) -> None:
         self.failed += 1
         self.failures_by_type[type(error).__name__] += 1
-        self.retryable_failed += is_retryable_on_rerun(error)
+        self.retryable_failed += int(is_retryable_on_rerun(error))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (Decimals as strings)."""

@@ -115,10 +115,6 @@ class InvalidRow:
 InputItem = RowRequest | InvalidRow
 
 
-class RowSchemaError(InvalidRequestError):
-    """An input row does not have the batch row shape (unknown field, wrong type, no id)."""
-
-
 # ---------------------------------------------------------------------- row checks
 
 
@@ -130,17 +126,17 @@ def _check_type(name: str, value: Any, types: tuple[type, ...]) -> None:
     is_bool = isinstance(value, bool)
     if (is_bool and bool not in types) or not isinstance(value, types):
         wanted = " or ".join(t.__name__ for t in types)
-        raise RowSchemaError(f"field {name!r} must be {wanted}, not {_type_name(value)}")
+        raise InvalidRequestError(f"field {name!r} must be {wanted}, not {_type_name(value)}")
 
 
 def _row_id(raw: dict[str, Any], line: int) -> str:
     value = raw.get("id")
     if value is None or value == "":
-        raise RowSchemaError("the row has no 'id'")
+        raise InvalidRequestError("the row has no 'id'")
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
-        raise RowSchemaError(f"field 'id' must be str, not {_type_name(value)}")
+        raise InvalidRequestError(f"field 'id' must be str, not {_type_name(value)}")
     return value
 
 
@@ -149,21 +145,21 @@ def _messages(raw: dict[str, Any]) -> list[dict[str, Any]]:
     prompt = raw.get("prompt")
     system = raw.get("system")
     if messages is not None and prompt is not None:
-        raise RowSchemaError("give either 'messages' or 'prompt', not both")
+        raise InvalidRequestError("give either 'messages' or 'prompt', not both")
     if system is not None:
         _check_type("system", system, (str,))
     if prompt is not None:
         _check_type("prompt", prompt, (str,))
         messages = [{"role": "user", "content": prompt}]
     if messages is None:
-        raise RowSchemaError("the row has neither 'messages' nor 'prompt'")
+        raise InvalidRequestError("the row has neither 'messages' nor 'prompt'")
     _check_type("messages", messages, (list,))
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise RowSchemaError(f"messages[{index}] must be an object")
+            raise InvalidRequestError(f"messages[{index}] must be an object")
         content = message.get("content", "")
         if not isinstance(content, str | list):
-            raise RowSchemaError(f"messages[{index}].content must be a string or a list")
+            raise InvalidRequestError(f"messages[{index}].content must be a string or a list")
     if system is not None:
         messages = [{"role": "system", "content": system}, *messages]
     return list(messages)
@@ -175,9 +171,9 @@ def _routing(raw: dict[str, Any]) -> dict[str, str | None]:
         if value is not None:
             _check_type(name, value, (str,))
     if values["model"] is not None and values["task"] is not None:
-        raise RowSchemaError("give either 'model' or 'task', not both")
+        raise InvalidRequestError("give either 'model' or 'task', not both")
     if values["budget"] is not None and values["task"] is None:
-        raise RowSchemaError("'budget' is used only together with 'task'")
+        raise InvalidRequestError("'budget' is used only together with 'task'")
     return values
 
 
@@ -196,18 +192,18 @@ def parse_row(raw: Any, line: int) -> InputItem:
     """Check one decoded row; nulls count as absent. Never raises for bad rows."""
     fallback_id = f"line-{line}"
     if not isinstance(raw, dict):
-        error = RowSchemaError(f"line {line}: a row must be a JSON object")
+        error = InvalidRequestError(f"line {line}: a row must be a JSON object")
         return InvalidRow(fallback_id, line, error)
     raw = {key: value for key, value in raw.items() if value is not None}
     model = raw.get("model") if isinstance(raw.get("model"), str) else None
     try:
         row_id = _row_id(raw, line)
-    except RowSchemaError as error:
+    except InvalidRequestError as error:
         return InvalidRow(fallback_id, line, error, model)
     try:
         unknown = sorted(set(raw) - ALLOWED_FIELDS)
         if unknown:
-            raise RowSchemaError(f"unknown field(s): {', '.join(map(repr, unknown))}")
+            raise InvalidRequestError(f"unknown field(s): {', '.join(map(repr, unknown))}")
         routing = _routing(raw)
         return RowRequest(
             row_id=row_id,
@@ -218,7 +214,7 @@ def parse_row(raw: Any, line: int) -> InputItem:
             budget=routing["budget"],
             options=_options(raw),
         )
-    except RowSchemaError as error:
+    except InvalidRequestError as error:
         return InvalidRow(row_id, line, error, model)
 
 
@@ -244,7 +240,7 @@ def iter_jsonl(path: Path) -> Iterator[InputItem]:
             try:
                 decoded = json.loads(raw_line)
             except (UnicodeDecodeError, ValueError):
-                error = RowSchemaError(f"line {line_no} is not valid JSON")
+                error = InvalidRequestError(f"line {line_no} is not valid JSON")
                 yield InvalidRow(f"line-{line_no}", line_no, error)
                 continue
             yield parse_row(decoded, line_no)
@@ -266,7 +262,7 @@ def _decode_parquet_row(raw: dict[str, Any]) -> dict[str, Any]:
             try:
                 row[name] = json.loads(value)
             except ValueError:
-                raise RowSchemaError(f"column {name!r} holds text that is not JSON") from None
+                raise InvalidRequestError(f"column {name!r} holds text that is not JSON") from None
     return row
 
 
@@ -279,7 +275,7 @@ def iter_parquet(path: Path) -> Iterator[InputItem]:
                 line += 1
                 try:
                     decoded = _decode_parquet_row(raw)
-                except RowSchemaError as error:
+                except InvalidRequestError as error:
                     row_id = raw.get("id")
                     yield InvalidRow(str(row_id) if row_id else f"line-{line}", line, error)
                     continue
