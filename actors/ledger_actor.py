@@ -119,8 +119,8 @@ class LedgerActor:
                 {
                     "request_id": row.request_id,
                     "job_id": row.job_id,
-                    "record": row.model_dump_json(),
-                    "result": Executed.model_validate(result).model_dump_json(),
+                    "record": row.model_dump_json(round_trip=True),
+                    "result": Executed.model_validate(result).model_dump_json(round_trip=True),
                 }
             )
 

@@ -142,9 +142,17 @@ class ProviderActor:
         return self._get_engine().stats()
 
     async def describe(self) -> dict[str, Any]:
-        """Provider, account and the non-secret configuration (for checks; never the key)."""
+        """Provider, account, process id and the non-secret configuration (never the key)."""
+        import ray
+
         public = {k: v for k, v in self._settings_fields.items() if not k.endswith("_api_key")}
-        return {"provider": self.provider, "account": self.account, "settings": public}
+        return {
+            "provider": self.provider,
+            "account": self.account,
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "settings": public,
+        }
 
     async def aclose(self) -> None:
         """Close the engine's connection pool."""

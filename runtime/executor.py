@@ -25,6 +25,7 @@ an actor that cannot be reached at all becomes :class:`ProviderConnectionError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -56,9 +57,10 @@ REROUTE_ERRORS: tuple[type[LLMError], ...] = (ProviderOverloadedError, CircuitOp
 class RayExecutor:
     """Sends calls to provider actors; see the module docstring.
 
-    ``source`` is a started :class:`~runtime.runtime.Runtime`, or :class:`Settings` (or None
-    for :func:`~llm.config.load_settings`) to start a default runtime on first use (the
-    executor then owns it and shuts it down in :meth:`aclose`).
+    ``source`` is a started :class:`~runtime.runtime.Runtime` (or any object with its
+    ``router()``, ``namespace`` and ``is_started``), or :class:`Settings` (or None for
+    :func:`~llm.config.load_settings`) to start a default runtime on first use (the executor
+    then owns it and shuts it down in :meth:`aclose`).
     """
 
     def __init__(
@@ -71,11 +73,11 @@ class RayExecutor:
     ) -> None:
         from runtime.runtime import Runtime
 
-        if isinstance(source, Runtime):
-            self._runtime, self._owns_runtime = source, False
-        elif source is None or isinstance(source, Settings):
+        if source is None or isinstance(source, Settings):
             self._runtime = Runtime(settings=source, retry_config=retry_config)
             self._owns_runtime = True
+        elif hasattr(source, "router") and hasattr(source, "namespace"):
+            self._runtime, self._owns_runtime = source, False
         else:
             raise TypeError("RayExecutor takes a Runtime or Settings")
         self.refresh_s = refresh_s
@@ -86,7 +88,7 @@ class RayExecutor:
         self._refreshing: asyncio.Task[None] | None = None
         self._handles: dict[str, Any] = {}
         self._fallbacks: dict[tuple[str, bool], list[str]] = {}
-        self._started = self._runtime.is_started
+        self._started = bool(getattr(self._runtime, "is_started", True))
         self._start_lock = asyncio.Lock()
 
     @classmethod
@@ -140,7 +142,14 @@ class RayExecutor:
             self._handles[name] = handle
         return handle
 
-    async def _fallback_names(self, model: ModelInfo, routed_by_task: bool) -> list[str]:
+    async def _fallback_names(
+        self, table: RouteTable, model: ModelInfo, routed_by_task: bool
+    ) -> list[str]:
+        """Configured chains come with the table; only task-routed calls ask the router."""
+        if model.name in table.fallbacks:
+            return list(table.fallbacks[model.name])
+        if not routed_by_task:
+            return []
         key = (model.name, routed_by_task)
         if key not in self._fallbacks:
             ref = self._runtime.router().fallback.remote(model.name, routed_by_task)
@@ -151,7 +160,7 @@ class RayExecutor:
         """Yield ``(actor name, request, ctx)`` to try, in order (see the module docstring)."""
         table = await self.routes()
         routed = bool(ctx.metadata.get(ROUTED_BY_TASK))
-        names = await self._fallback_names(request.model, routed)
+        names = await self._fallback_names(table, request.model, routed)
         options = [request, *(r for n in names if (r := fallback_request(request, n)))]
         return _attempts(table, options, ctx, self._chooser)
 
@@ -182,10 +191,10 @@ class RayExecutor:
             stream = method.remote(this_request, this_ctx)
             started = False
             try:
-                async for ref in stream:
-                    item = await _unwrapped(ref)
-                    started = started or isinstance(item, str)
-                    yield item
+                async with contextlib.aclosing(_items(stream)) as items:
+                    async for item in items:
+                        started = started or isinstance(item, str)
+                        yield item
                 return
             except REROUTE_ERRORS as error:
                 if started:
@@ -243,6 +252,17 @@ async def _unwrapped(awaitable: Awaitable[Any]) -> Any:
         raise ProviderConnectionError(
             f"provider actor unavailable: {type(error).__name__}"
         ) from None
+
+
+async def _items(stream: Any) -> AsyncIterator[Any]:
+    """The values of a Ray streaming generator, with actor errors unwrapped."""
+    refs = stream.__aiter__()
+    while True:
+        try:
+            ref = await _unwrapped(refs.__anext__())
+        except StopAsyncIteration:
+            return
+        yield await _unwrapped(ref)
 
 
 def _cancel(stream: Any) -> None:

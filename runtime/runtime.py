@@ -31,20 +31,28 @@ The exception is a local emulator, whose key is no secret: for a provider whose 
 a loopback address and whose key is the emulator's default (``emulator-key``) or whose
 settings say ``offline``, the key is passed in the settings (see
 :mod:`actors.provider_actor`).
+
+``ledger_dir`` is made absolute on the driver; on a cluster, give a directory that exists on
+the head node (where the actors are pinned).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from llm.config import PROVIDERS, Settings, load_settings
+from llm.config import PROVIDERS, Settings, load_settings, read_dotenv
 from llm.retry import RetryConfig
 from runtime.limits_config import AccountSpec, load_limits
+from runtime.routing import parse_fallbacks
+
+logger = logging.getLogger("llm.runtime")
 
 EMULATOR_KEY = "emulator-key"
+_DRIFT_FIELDS = ("anthropic_base_url", "openai_base_url", "google_base_url", "ledger_dir")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _SECRET_FIELDS = tuple(f"{p}_api_key" for p in PROVIDERS)
 _KEY_ENV = {
@@ -85,6 +93,11 @@ def export_keys(settings: Settings, environ: dict[str, str] | os._Environ[str]) 
     return exported
 
 
+def _setting(name: str) -> str | None:
+    """A variable from the environment, else from ``.env`` (like :func:`load_settings`)."""
+    return os.environ.get(name) or read_dotenv(".env").get(name) or None
+
+
 class Runtime:
     """Ray plus the shared actors, as seen from one driver; see the module docstring."""
 
@@ -105,7 +118,10 @@ class Runtime:
         self.num_cpus = num_cpus
         self.limits = limits
         self.retry_config = retry_config
-        self.fallbacks = fallbacks if fallbacks is not None else os.environ.get("LLM_FALLBACKS")
+        # Parsed here so that a bad chain fails in the driver, not inside the router actor.
+        self.fallbacks = parse_fallbacks(
+            fallbacks if fallbacks is not None else _setting("LLM_FALLBACKS")
+        )
         self.started_ray = False
         self._ledger: Any = None
         self._router: Any = None
@@ -123,6 +139,7 @@ class Runtime:
             else:
                 export_keys(self.settings, os.environ)
                 ray.init(
+                    address="local",  # never join some other cluster running on this machine
                     num_cpus=self.num_cpus,
                     include_dashboard=False,
                     namespace=self.namespace,
@@ -150,6 +167,24 @@ class Runtime:
         self._router = factory.get_or_create_router(
             names, namespace=self.namespace, fallbacks=self.fallbacks
         )
+        self._warn_on_drift(fields)
+
+    def _warn_on_drift(self, fields: dict[str, Any]) -> None:
+        """Warn when reused actors were created with other endpoints or another ledger."""
+        import ray
+
+        handles = self.provider_handles()
+        if not handles:
+            return
+        theirs = ray.get(handles[0].describe.remote())["settings"]
+        differ = sorted(k for k in _DRIFT_FIELDS if theirs.get(k) != fields.get(k))
+        if differ:
+            logger.warning(
+                "llm runtime: the actors in namespace %r were created with other %s; "
+                "they are used as they are (kill them to reconfigure)",
+                self.namespace,
+                ", ".join(differ),
+            )
 
     def shutdown(self, kill_actors: bool = False) -> None:
         """Commit the ledger; with ``kill_actors`` also end the actors; stop Ray if we started it."""

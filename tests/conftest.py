@@ -18,3 +18,25 @@ def _clean_env(monkeypatch):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("DEFAULT_LLM_MODEL", raising=False)
     monkeypatch.chdir(os.path.dirname(os.path.dirname(__file__)))
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """The one embedded Ray session of a test run (2 CPUs, no dashboard), started on first use.
+
+    ``address="local"`` makes sure the tests never join another cluster on this machine.
+    """
+    ray = pytest.importorskip("ray")
+    started = False
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            namespace="llm-tests",
+            log_to_driver=False,
+        )
+        started = True
+    yield ray
+    if started:
+        ray.shutdown()

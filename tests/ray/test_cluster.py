@@ -1,0 +1,128 @@
+"""Two drivers on a two-node cluster share one set of provider actors and one rate limit.
+
+The cluster cannot live in the test process (the shared embedded session is there), so the
+test runs this file as a script: ``cluster`` mode builds a head node (with the ``llm_head``
+resource of ``cluster.yaml``) plus a worker node with :class:`ray.cluster_utils.Cluster`,
+starts an emulator that enforces ``RPM`` requests per minute, and starts two ``driver``
+processes. Each driver joins the cluster with its own :class:`~runtime.runtime.Runtime` and
+sends ``CALLS`` requests at once. Together they send more than the emulator's minute allows,
+so only a limiter shared by both drivers (one provider actor) keeps the emulator from
+answering 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import pytest
+
+RPM = 60
+CALLS = 35  # per driver; 2 x 35 = 70 > RPM, so ten calls must wait for the shared bucket
+ENV = {"LLM_LIMITS_ANTHROPIC_RPM": str(RPM), "RAY_AUTH_MODE": "disabled"}
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_two_drivers_share_the_provider_actor_and_its_rate_limit():
+    env = {**os.environ, **ENV}
+    done = subprocess.run(
+        [sys.executable, __file__, "cluster"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    first, second = report["drivers"]
+    assert first["ok"] == second["ok"] == CALLS
+    assert first["actor"]["pid"] == second["actor"]["pid"]  # one actor served both drivers
+    assert first["actor"]["node_id"] == report["head_node_id"]  # pinned by llm_head
+    assert report["ledger_rows"] == 2 * CALLS
+    assert report["emulator_429"] <= 2  # without a shared limiter it would be about ten
+
+
+# --- script modes ----------------------------------------------------------------------------
+
+
+def run_cluster() -> dict:
+    from ray.cluster_utils import Cluster
+
+    from llm.emulator.server import EmulatorConfig, start_in_thread
+
+    emulator = start_in_thread(EmulatorConfig(rpm=RPM))
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "resources": {"llm_head": 1}, "include_dashboard": False},
+    )
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ledger_dir = tempfile.mkdtemp(prefix="llm-cluster-ledger-")
+        # A namespace of its own: another process on this machine joining "auto" must not
+        # be able to hand our drivers its actors (or use ours).
+        namespace = f"llm-cluster-test-{uuid.uuid4().hex[:8]}"
+        args = [cluster.address, emulator.base_url, ledger_dir, namespace]
+        drivers = [
+            subprocess.Popen(
+                [sys.executable, __file__, "driver", *args, str(n)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for n in range(2)
+        ]
+        outputs = [
+            json.loads(d.communicate(timeout=90)[0].strip().splitlines()[-1]) for d in drivers
+        ]
+        from runtime.ledger_store import read_ledger
+
+        return {
+            "drivers": outputs,
+            "head_node_id": cluster.head_node.node_id,
+            "ledger_rows": read_ledger(ledger_dir).num_rows,
+            "emulator_429": emulator.engine.stats.rate_limited,
+        }
+    finally:
+        cluster.shutdown()
+        emulator.stop()
+
+
+async def run_driver(address: str, base_url: str, ledger_dir: str, namespace: str, n: str) -> dict:
+    from llm.emulator.server import settings_for
+    from llm.retry import RetryConfig
+    from llm.service import LLMService
+    from runtime.runtime import Runtime
+
+    settings = settings_for(base_url).with_overrides(ledger_dir=ledger_dir)
+    retry = RetryConfig(initial_delay=0.05, max_delay=0.5, jitter=False)
+    runtime = Runtime(address, namespace=namespace, settings=settings, retry_config=retry).start()
+    service = LLMService(settings=settings, executor=runtime.executor())
+    answers = await asyncio.gather(
+        *(
+            service.generate(
+                model="claude-haiku-4.5",
+                messages=[{"role": "user", "content": f"driver {n} question {i}"}],
+                request_id=f"driver-{n}-{i}",
+            )
+            for i in range(CALLS)
+        )
+    )
+    (actor,) = runtime.provider_actors()["anthropic"]
+    described = await actor.describe.remote()
+    await service.aclose()
+    runtime.shutdown()
+    return {"ok": sum(1 for a in answers if a.text), "actor": described}
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "cluster":
+        print(json.dumps(run_cluster()))
+    else:
+        print(json.dumps(asyncio.run(run_driver(*sys.argv[2:7]))))
