@@ -31,6 +31,11 @@ AdapterFactory = Callable[..., ProviderAdapter]
 Sleep = Callable[[float], Awaitable[Any]]
 
 
+#: CallContext.metadata key set when the model was picked by task/budget rather than named:
+#: the runtime may then fall back to an equivalent model of another provider.
+ROUTED_BY_TASK = "llm_routed_by_task"
+
+
 class Executed(BaseModel):
     """A finished call: the provider's normalised result and how many attempts it took."""
 

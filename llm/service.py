@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from llm.config import Settings, load_settings
 from llm.cost import CostTracker, summarize
 from llm.exceptions import ConfigurationError, InvalidRequestError, LLMError, StructuredOutputError
-from llm.executor import CallContext, Executed, Executor
+from llm.executor import ROUTED_BY_TASK, CallContext, Executed, Executor
 from llm.logging_policy import log_call, log_failure
 from llm.models import ModelInfo
 from llm.providers.base import ProviderRequest, ToolSpec
@@ -250,7 +250,9 @@ class LLMService:
         call_id = request_id or uuid.uuid4().hex
         meta = dict(metadata or {})
         try:
-            response = await self._run(request, call_id, meta)
+            response = await self._run(
+                request, call_id, meta, routed=model is None and task is not None
+            )
         except LLMError as error:
             log_failure(request.model.name, request.model.provider, error, call_id=call_id)
             raise
@@ -258,14 +260,14 @@ class LLMService:
         return response
 
     async def _run(
-        self, request: ProviderRequest, call_id: str, meta: dict[str, Any]
+        self, request: ProviderRequest, call_id: str, meta: dict[str, Any], *, routed: bool = False
     ) -> LLMResponse:
         started = self._clock()
         schema = request.structured_output_schema
         calls: list[LLMResponse] = []
         for round_index in range(self.structured_output_retries + 1):
             this_id = call_id if round_index == 0 else f"{call_id}-{round_index + 1}"
-            ctx = _context(this_id, meta)
+            ctx = _context(this_id, meta, routed=routed)
             round_start = self._clock()
             executed = await self.executor.execute(request, ctx)
             call = call_response(
@@ -331,7 +333,7 @@ class LLMService:
         request = self._prepare(model, messages, **options)
         call_id = request_id or uuid.uuid4().hex
         meta = dict(metadata or {})
-        ctx = _context(call_id, meta)
+        ctx = _context(call_id, meta, routed=model is None and task is not None)
         started = self._clock()
 
         def finish(executed: Executed) -> LLMResponse:
@@ -414,12 +416,15 @@ def _structured_error(
     )
 
 
-def _context(request_id: str, metadata: dict[str, Any]) -> CallContext:
-    """The call's context; ``job_id`` / ``row_id`` in the metadata tag it for the ledger."""
+def _context(request_id: str, metadata: dict[str, Any], *, routed: bool = False) -> CallContext:
+    """The call's context; ``job_id`` / ``row_id`` in the metadata tag it for the ledger.
+
+    ``routed`` marks a model picked by task/budget, which the runtime may fall back from.
+    """
     job_id, row_id = metadata.get("job_id"), metadata.get("row_id")
     return CallContext(
         request_id=request_id,
         job_id=str(job_id) if job_id is not None else None,
         row_id=str(row_id) if row_id is not None else None,
-        metadata=metadata,
+        metadata={**metadata, ROUTED_BY_TASK: True} if routed else metadata,
     )

@@ -556,3 +556,18 @@ async def test_ray_runtime_without_its_executor_is_a_configuration_error(monkeyp
     service = LLMService(settings=keyed_settings(), runtime="ray", today=TODAY)
     with pytest.raises(ConfigurationError, match="RayExecutor"):
         await service.generate(model="gpt-4.1", messages=user())
+
+
+async def test_task_routed_calls_are_marked_for_fallback_and_job_ids_reach_the_context():
+    from llm.executor import ROUTED_BY_TASK
+
+    service, executor = make_service()
+    routed = await service.generate(task="classification", budget="low", messages=user())
+    named = await service.generate(
+        model="claude-haiku-4.5", messages=user(), metadata={"job_id": "j1", "row_id": 7}
+    )
+    assert executor.contexts[0].metadata.get(ROUTED_BY_TASK) is True
+    assert ROUTED_BY_TASK not in routed.metadata  # internal flag, not the caller's metadata
+    assert ROUTED_BY_TASK not in executor.contexts[1].metadata
+    assert (executor.contexts[1].job_id, executor.contexts[1].row_id) == ("j1", "7")
+    assert named.metadata == {"job_id": "j1", "row_id": 7}
