@@ -570,4 +570,4 @@ async def test_task_routed_calls_are_marked_for_fallback_and_job_ids_reach_the_c
     assert ROUTED_BY_TASK not in routed.metadata  # internal flag, not the caller's metadata
     assert ROUTED_BY_TASK not in executor.contexts[1].metadata
     assert (executor.contexts[1].job_id, executor.contexts[1].row_id) == ("j1", "7")
-    assert named.metadata == {"job_id": "j1", "row_id": 7}
+    assert named.metadata["job_id"] == "j1" and named.metadata["row_id"] == 7
