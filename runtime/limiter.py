@@ -31,6 +31,13 @@ learned from the headers.
 
 :meth:`RateLimiter.penalize` after a 429 stops all admissions until ``now + retry_after``.
 
+Calibration. A new limiter does not know how much of the account's budget other clients have
+already spent, so with configured limits it starts with one probe request: the next callers
+wait until the probe is settled or its rate-limit headers are observed (or ``probe_timeout_s``
+passes), which corrects the buckets to what the provider says remains before a burst goes
+out. Without that, a fresh process facing an account already at its limit sends a whole
+bucket's worth of requests into 429s.
+
 Why not ``aiolimiter``: its ``AsyncLimiter`` reads the event loop's clock and has a single
 bucket with a fixed capacity, so it can take neither an injected clock (needed for
 deterministic tests) nor negative levels, refunds or header corrections.
@@ -123,6 +130,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         poll_interval_s: float = 1.0,
+        probe_timeout_s: float = 30.0,
     ) -> None:
         self.limits = limits
         self._clock = clock
@@ -138,6 +146,10 @@ class RateLimiter:
         self._lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self.waiting = 0
+        # Calibration probe: only when limits are configured (otherwise nothing to protect).
+        self._calibrated = not self._buckets
+        self._probe_started: float | None = None
+        self._probe_timeout = probe_timeout_s
 
     # --- admission ----------------------------------------------------------------------
 
@@ -147,14 +159,32 @@ class RateLimiter:
         self.waiting += 1
         try:
             async with self._lock:
+                while self._probe_in_flight():
+                    await self._sleep(min(self._poll, 0.05) if self._poll > 0 else 0.05)
                 while (wait := self._wait_time(input_tokens, output_tokens)) > _EPSILON_S:
                     # Sleep in slices so refunds and corrections made meanwhile are seen.
                     await self._sleep(min(wait, self._poll) if self._poll > 0 else wait)
                 now = self._clock()
                 self._debit({"rpm": 1, **self._token_costs(input_tokens, output_tokens)})
+                if not self._calibrated and self._probe_started is None:
+                    self._probe_started = now
         finally:
             self.waiting -= 1
         return Reservation(next(self._ids), input_tokens, output_tokens, now, now - start)
+
+    def _probe_in_flight(self) -> bool:
+        """True while the first (probe) request is out and its answer not yet seen."""
+        if self._calibrated or self._probe_started is None:
+            return False
+        if self._clock() - self._probe_started >= self._probe_timeout:
+            self._calibrated = True  # never wait forever on a lost probe
+            return False
+        return True
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the probe's answer (or a timeout) has corrected the buckets."""
+        return self._calibrated
 
     def _wait_time(self, input_tokens: int, output_tokens: int) -> float:
         now = self._refill()
@@ -180,6 +210,7 @@ class RateLimiter:
 
     def settle(self, reservation: Reservation, usage: Usage) -> None:
         """Replace the reservation's token estimates by the real ``usage`` (once)."""
+        self._calibrated = True
         if reservation.settled:
             return
         reservation.settled = True
@@ -193,6 +224,7 @@ class RateLimiter:
 
     def observe(self, snapshot: RateLimitSnapshot) -> None:
         """Lower buckets to what the provider's headers say remains (never raise them)."""
+        self._calibrated = True
         now = self._refill()
         token_bucket = "itpm" if "itpm" in self._buckets or "tpm" not in self._buckets else "tpm"
         pairs = {
@@ -218,6 +250,7 @@ class RateLimiter:
 
     def penalize(self, retry_after_s: float) -> None:
         """After a 429: admit nothing until ``retry_after_s`` seconds from now."""
+        self._calibrated = True
         if retry_after_s > 0:
             self._blocked_until = max(self._blocked_until, self._clock() + retry_after_s)
 

@@ -30,9 +30,16 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-def make(**limits) -> tuple[RateLimiter, FakeClock]:
+def make(*, probe: bool = False, **limits) -> tuple[RateLimiter, FakeClock]:
+    """A limiter on a fake clock; bucket tests skip the calibration probe (tested below)."""
     clock = FakeClock()
-    return RateLimiter(AccountLimits(**limits), clock=clock, sleep=clock.sleep), clock
+    limiter = RateLimiter(
+        AccountLimits(**limits),
+        clock=clock,
+        sleep=clock.sleep,
+        probe_timeout_s=30.0 if probe else 0.0,
+    )
+    return limiter, clock
 
 
 def test_limits_must_be_positive():
@@ -302,3 +309,42 @@ def test_invalid_env_limit_raises_configuration_error():
 
     with pytest.raises(ConfigurationError):
         load_limits(environ={"LLM_LIMITS_GOOGLE_RPM": "lots"})
+
+
+# --- calibration probe ----------------------------------------------------------------------
+
+
+async def test_first_request_is_a_probe_the_rest_wait_for_its_answer():
+    limiter, clock = make(probe=True, rpm=600)
+    probe = await limiter.reserve(10, 10)
+    follower = asyncio.ensure_future(limiter.reserve(10, 10))
+    await clock.sleep(5.0)  # time passes; the probe is still out
+    assert not follower.done() and not limiter.calibrated
+    # The provider says the account is nearly spent: the buckets follow before the next send.
+    limiter.observe(RateLimitSnapshot(requests_limit=600, requests_remaining=0))
+    limiter.settle(probe, Usage(input_tokens=10, output_tokens=10))
+    await follower
+    assert limiter.calibrated
+    assert clock.now >= 5.0 + 0.1 - 1e-9  # waited for one request's refill (600 rpm = 0.1 s)
+
+
+async def test_probe_settle_without_headers_releases_followers():
+    limiter, clock = make(probe=True, itpm=6000)
+    probe = await limiter.reserve(10, 0)
+    follower = asyncio.ensure_future(limiter.reserve(10, 0))
+    await clock.sleep(1.0)
+    assert not follower.done()
+    limiter.settle(probe, Usage(input_tokens=10))
+    await follower
+    assert clock.now < 1.2
+
+
+async def test_lost_probe_times_out_and_unlimited_limiter_never_probes():
+    limiter, clock = make(probe=True, rpm=6000)
+    await limiter.reserve(1, 1)  # never settled
+    await limiter.reserve(1, 1)
+    assert clock.now >= 30.0 and limiter.calibrated
+    unlimited, clock2 = make(probe=True)
+    await unlimited.reserve(1, 1)
+    await unlimited.reserve(1, 1)
+    assert clock2.now == 0.0

@@ -1,0 +1,64 @@
+"""The "how each figure is measured" section of docs/benchmarks.md (markdown text)."""
+
+from __future__ import annotations
+
+METHOD = """## How each figure is measured
+
+**Rate-limit efficiency** (`bench/rate.py`). One emulator enforcing 600 requests/min and an
+input-token limit set so that, for this workload, it binds slightly before the request
+limit (OpenAI's TPM, as the emulator models it); 300 ms to the first token; `gpt-4.1`;
+prompts of 150–450 tokens, `max_tokens` 64; concurrency 32 for every client that has a
+concurrency knob. Before each contender the emulator is reset and its buckets are
+*emptied*: a fresh bucket holds a full minute of the limit, so a run of a few hundred
+requests would otherwise mostly measure that one-off burst; starting at the limit (as
+right after another job) measures the sustained rate. With empty buckets at time 0 the
+emulator can admit at most `rate x w` requests (tokens) in `w` seconds, where `w` is the
+time of the last answer minus the 300 ms latency. The figure is the binding limit's share
+used in that window, i.e. achieved throughput / enforced limit. 429 answers are counted by
+the emulator and split at the moment 10 % of the requests had finished ("warm-up").
+Contenders:
+- *runtime*: `LLMService` over `runtime.local.EngineExecutor` (the same `ProviderEngine` the
+  provider actors host), told the account's limits; retries by `RetryConfig()` (3).
+- *gather+semaphore*: `asyncio.gather` behind a semaphore with `openai.AsyncOpenAI` and its
+  default retries (2, honouring `retry-after`); requests still failing are given up.
+- *cookbook*: the OpenAI cookbook's `api_request_parallel_processor` algorithm rewritten
+  from its description (`bench/cookbook.py`): two continuously refilled buckets starting
+  full, estimate = prompt tokens + `max_tokens`, a 15 s global pause after any 429, 5
+  attempts; limits set to the provider's rpm/tpm. Its estimate counts `max_tokens`, which
+  the emulator's input limit does not, so it is paced below the limit by design.
+- *litellm-router*: `litellm.Router` with `rpm`/`tpm` on the deployment,
+  `routing_strategy="usage-based-routing-v2"`, `enable_pre_call_checks=True`,
+  `num_retries=3`, `api_base` the emulator's OpenAI endpoint.
+- *runtime-2000* (full run only): the runtime on 2,000 requests; target: at least 95 % of
+  the enforced rate with at most 1 % of requests answered 429.
+
+**Prompt-cache cost** (`bench/cache.py`). N requests (quick 40, full 200) sharing a
+~5,000-token system prompt, `claude-sonnet-4.6`, `enable_caching=True`, concurrency 16,
+300 ms latency, fresh emulator (empty cache) per contender, one small uncached warm-up call
+first. Minimum = the same requests (same input and output token counts) priced as one full
+cache write of the shared prefix and N−1 full reads, with `llm.pricing.compute_cost`
+(Decimal). Figure = billed / minimum. *naive fan-out* is `LLMService` over the plain
+`LocalExecutor` (no cache gate): every request of the first wave misses and writes.
+
+**Overhead** (`bench/overhead.py`). A zero-latency emulator in its own process; small
+requests at concurrency 32. Every path is opened and warmed up (20 calls) first, Ray
+included (started once, outside any timing, with `RAY_ADDRESS=local`: a Ray of its own);
+then the paths take turns, round by round (quick 3 rounds of 300 requests, full 3 of
+2,000), so background load hits them alike, and each path's figure is its median round.
+Figure = the path's requests/s divided by the in-process path's (`LLMService`'s default,
+the in-process runtime); the target (>= 0.5) applies to the actor path. The actor path
+also journals every call in the ledger actor before answering; the in-process path runs
+without a ledger here. On 2 cores the emulator, the driver and Ray's processes share the
+CPU, so this figure is a floor.
+
+**Scale** (`bench/scale.py`). `python -m jobs.batch rows.jsonl --output DIR` with its
+defaults (Ray embedded in the job, concurrency 32) in a fresh child process per size, on
+synthetic rows (quick 1k and 10k, full 10k and 100k), against a zero-latency emulator in
+another process. Figure = the job process's own peak resident set (`VmHWM`, written by a
+small wrapper when the job ends) at the large size / at the small size. The peak of the
+whole process tree (the job plus Ray's GCS, raylet and actor workers) is sampled every
+0.5 s and reported alongside.
+
+Every figure that could not be measured says why ("not measured (…)"); no number is ever
+filled in. Runs are bounded in time; all traffic is loopback.
+"""

@@ -1,0 +1,191 @@
+"""Scale: peak memory of the batch job (``python -m jobs.batch``) at two input sizes.
+
+Each run is a fresh child process, ``python -m jobs.batch rows.jsonl --output DIR`` with
+its defaults (Ray embedded in the job's process, concurrency 32), on a synthetic JSONL of
+small prompts, against a zero-latency emulator in a separate process (so the emulator's
+own memory is not counted). Measured:
+
+* ``driver_peak_mib``: the job process's own peak resident set (``VmHWM`` of
+  ``/proc/self/status``, written by a small wrapper that runs ``jobs.batch`` as
+  ``__main__``): the batch engine, reader, writer and the Ray driver. (Not ``ru_maxrss``:
+  Linux carries it over from the forking parent across ``exec``, and ``wait4`` would also
+  count the job's reaped children, i.e. Ray's processes.)
+* ``tree_peak_mib``: the largest sum of resident sets of the job and all its descendants
+  (Ray's GCS, raylet and workers: the actors), sampled every 0.5 s, so an approximation.
+
+Ratio = driver peak at the large size / at the small size (target < 1.5: memory does not
+grow with the input).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import API_KEY, Figure, ProcessEmulator, error_text, not_measured
+
+SCENARIO = "scale"
+TARGET = "< 1.5"
+MODEL = "claude-haiku-4.5"
+SAMPLE_S = 0.5
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    small: int
+    large: int
+    cap_s: float
+
+
+def plan_for(quick: bool) -> ScalePlan:
+    return ScalePlan(1_000, 10_000, 300.0) if quick else ScalePlan(10_000, 100_000, 1800.0)
+
+
+def write_rows(path: Path, rows: int) -> None:
+    """``rows`` small, distinct batch rows as JSONL."""
+    with path.open("w", encoding="utf-8") as out:
+        for index in range(rows):
+            row = {
+                "id": f"r{index}",
+                "model": MODEL,
+                "prompt": f"Say hello to row {index}.",
+                "max_tokens": 16,
+            }
+            out.write(json.dumps(row) + "\n")
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tree.setdefault(int(fields[1]), []).append(int(entry.name))
+    return tree
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_kib(root: int) -> int:
+    """Sum of the resident sets of ``root`` and all its descendants now."""
+    tree, total, todo = _children(), 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += _rss_kib(pid)
+        todo.extend(tree.get(pid, []))
+    return total
+
+
+#: Runs ``python -m jobs.batch ARGS``, then writes this process's peak RSS (VmHWM, KiB).
+WRAPPER = """
+import runpy, sys
+out = sys.argv.pop(1)
+sys.argv[0] = "jobs.batch"
+try:
+    runpy.run_module("jobs.batch", run_name="__main__", alter_sys=True)
+finally:
+    with open("/proc/self/status") as status, open(out, "w") as f:
+        f.write(next(l.split()[1] for l in status if l.startswith("VmHWM:")))
+"""
+
+
+def _job_env(base_url: str, ledger_dir: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for prefix in ("ANTHROPIC", "OPENAI"):
+        env[f"{prefix}_BASE_URL"] = base_url + ("/v1" if prefix == "OPENAI" else "")
+        env[f"{prefix}_API_KEY"] = API_KEY
+    env.update(
+        GOOGLE_GEMINI_BASE_URL=base_url,
+        GOOGLE_API_KEY=API_KEY,
+        LLM_LEDGER_DIR=ledger_dir,
+        RAY_DISABLE_USAGE_STATS="1",
+        RAY_ADDRESS="local",  # a Ray of its own, never another cluster on this machine
+    )
+    return env
+
+
+def run_job(rows: int, base_url: str, workdir: Path, cap_s: float) -> dict[str, Any]:
+    """One batch job of ``rows`` rows in a child process; its peak memory and timing."""
+    source = workdir / f"rows-{rows}.jsonl"
+    write_rows(source, rows)
+    peak_file = workdir / "peak_kib"
+    command = [sys.executable, "-c", WRAPPER, str(peak_file), str(source)]
+    command += ["--output", str(workdir / "out")]
+    env = _job_env(base_url, str(workdir / "ledger"))
+    started = time.perf_counter()
+    with open(workdir / "job.log", "wb") as log:
+        proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=log)
+    tree_peak = 0
+    while proc.poll() is None:
+        tree_peak = max(tree_peak, tree_rss_kib(proc.pid))
+        if time.perf_counter() - started > cap_s:
+            proc.kill()
+        time.sleep(SAMPLE_S)
+    try:
+        driver_kib: int | None = int(peak_file.read_text())
+    except (OSError, ValueError):
+        driver_kib = None
+    return {
+        "rows": rows,
+        "exit_code": proc.returncode,
+        "seconds": round(time.perf_counter() - started, 2),
+        "driver_peak_mib": round(driver_kib / 1024, 1) if driver_kib else None,
+        "tree_peak_mib": round(tree_peak / 1024, 1),
+    }
+
+
+def _log_tail(workdir: Path, lines: int = 3) -> str:
+    try:
+        text = (workdir / "job.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])[:300]
+
+
+def run(quick: bool) -> list[Figure]:
+    """Two job sizes, each in a fresh process and output directory."""
+    plan = plan_for(quick)
+    runs: list[dict[str, Any]] = []
+    with ProcessEmulator([]) as emulator:
+        for rows in (plan.small, plan.large):
+            print(f"  scale: batch job, {rows} rows...", flush=True)
+            with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+                try:
+                    result = run_job(rows, emulator.base_url, Path(tmp), plan.cap_s)
+                except OSError as exc:
+                    return [not_measured(SCENARIO, "batch job", error_text(exc), TARGET)]
+                if result["exit_code"] != 0:
+                    reason = (
+                        f"job of {rows} rows exited {result['exit_code']}: {_log_tail(Path(tmp))}"
+                    )
+                    return [not_measured(SCENARIO, "batch job", reason, TARGET)]
+                runs.append(result)
+    small, large = runs
+    if not small["driver_peak_mib"] or not large["driver_peak_mib"]:
+        return [not_measured(SCENARIO, "batch job", "the job did not report its peak", TARGET)]
+    ratio = round(large["driver_peak_mib"] / small["driver_peak_mib"], 3)
+    raw = {"small": small, "large": large}
+    if small["tree_peak_mib"]:
+        raw["tree_ratio"] = round(large["tree_peak_mib"] / small["tree_peak_mib"], 3)
+    return [Figure(SCENARIO, "batch job", ratio=ratio, target=TARGET, passed=ratio < 1.5, raw=raw)]
