@@ -101,7 +101,7 @@ def test_build_request_basic_shape():
 
 
 def test_build_request_images_are_base64_sources_in_standard_alphabet():
-    raw = b"\xfb\xff\xfe\x89PNG"
+    raw = b"\x89PNG\r\n\x1a\n\x00\xfb\xff\xfe"  # PNG magic; the tail differs between alphabets
     url_safe = base64.urlsafe_b64encode(raw).decode()
     msg = Message(
         role=MessageRole.USER, content=[ImageContent(data=url_safe, media_type="image/png")]

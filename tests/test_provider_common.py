@@ -136,16 +136,21 @@ def test_validate_image_rejects_bad_base64_and_media_types():
         validate_image(
             ImageContent(data=base64.b64encode(_png(2, 2)).decode(), media_type="image/bmp")
         )
-    validate_image(
-        ImageContent(data=base64.b64encode(_png(2, 2)).decode(), media_type="image/webp")
-    )
+    with pytest.raises(InvalidRequestError, match="media_type says image/webp"):
+        validate_image(
+            ImageContent(data=base64.b64encode(_png(2, 2)).decode(), media_type="image/webp")
+        )
+    with pytest.raises(InvalidRequestError, match="not a PNG"):
+        validate_image(ImageContent(data=base64.b64encode(b"plain text").decode()))
+    validate_image(ImageContent(data=base64.b64encode(_png(2, 2)).decode()))
 
 
 def test_validate_image_rejects_images_over_the_size_limit(monkeypatch):
     assert common.MAX_IMAGE_BYTES == 20 * 1024 * 1024
     monkeypatch.setattr(common, "MAX_IMAGE_BYTES", 64)
-    small = base64.b64encode(b"\x00" * 64).decode()
-    big = base64.b64encode(b"\x00" * 65).decode()
+    png_magic = b"\x89PNG\r\n\x1a\n"
+    small = base64.b64encode(png_magic.ljust(64, b"\x00")).decode()
+    big = base64.b64encode(png_magic.ljust(65, b"\x00")).decode()
     validate_image(ImageContent(data=small))
     with pytest.raises(InvalidRequestError, match="limit"):
         validate_image(ImageContent(data=big))

@@ -123,7 +123,8 @@ def _decoded_image(image: ImageContent) -> bytes:
 
 
 def validate_image(image: ImageContent) -> None:
-    """Raise :class:`InvalidRequestError` for bad base64, an unsupported type, or > 20 MB."""
+    """Raise :class:`InvalidRequestError` for bad base64, an unsupported type, > 20 MB, or
+    bytes that are not an image of the declared type (checked by their magic bytes)."""
     if image.media_type not in SUPPORTED_IMAGE_TYPES:
         allowed = ", ".join(sorted(SUPPORTED_IMAGE_TYPES))
         raise InvalidRequestError(
@@ -134,6 +135,24 @@ def validate_image(image: ImageContent) -> None:
         raise InvalidRequestError(
             f"image is {len(raw)} bytes decoded; the limit is {MAX_IMAGE_BYTES} bytes"
         )
+    actual = sniff_image_type(raw)
+    if actual is None:
+        raise InvalidRequestError("image data is not a PNG, JPEG, GIF or WebP image")
+    if actual != image.media_type:
+        raise InvalidRequestError(f"image data is {actual} but media_type says {image.media_type}")
+
+
+def sniff_image_type(raw: bytes) -> str | None:
+    """The MIME type told by the file's magic bytes (PNG, JPEG, GIF, WebP), or None."""
+    if raw.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if raw.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if raw[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if raw.startswith(b"RIFF") and raw[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 def standard_base64(image: ImageContent) -> str:
