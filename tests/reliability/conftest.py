@@ -1,8 +1,8 @@
-"""Fixtures of the reliability suite: emulators, one faulted batch run, the Ray session.
+"""Fixtures of the reliability suite: emulators and one faulted batch run.
 
 The faulted batch run (150 rows at a 10 % fault rate, sentinel key) is shared by the
-fault test and the leak test, so its Ray start is paid once. Only one ``ray.init`` per
-pytest process: ``ray_session`` reuses a session another fixture (``tests/ray``) started.
+fault test and the leak test, so its Ray start is paid once. The in-process Ray session is
+the one ``ray_session`` fixture of ``tests/conftest.py`` (one ``ray.init`` per pytest run).
 """
 
 from __future__ import annotations
@@ -42,15 +42,3 @@ def faulted_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultedRun
     run = run_faulted_batch(tmp_path_factory.mktemp("faulted"), SHORT_FAULT_ROWS)
     yield run
     shutil.rmtree(run.ray_tmp, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[object]:
-    """The process's Ray session: reuse one that is running, else start (and stop) one."""
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        yield ray
-        return
-    ray.init(num_cpus=2, include_dashboard=False, namespace="llm-reliability", log_to_driver=False)
-    yield ray
-    ray.shutdown()
