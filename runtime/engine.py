@@ -163,7 +163,7 @@ class ProviderEngine:
         self.ledger = ledger
         self.limiter = RateLimiter(limits, clock=clock, sleep=sleep) if limits is not None else None
         self.retry_policy = RetryPolicy(retry_config, sleep=sleep, rand=rand)
-        self.breaker = breaker or CircuitBreaker(clock=clock, provider=provider)
+        self.breaker = breaker or CircuitBreaker(clock=clock, provider=provider, min_calls=20)
         # The gate's follower timeout is a safety net against a lost leader, so it always
         # waits on the event loop: a test's instant fake ``sleep`` would release followers
         # at once.

@@ -146,3 +146,36 @@ def test_invalid_parameters_rejected():
         CircuitBreaker(0)
     with pytest.raises(ValueError):
         CircuitBreaker(3, -1.0)
+
+
+def test_burst_of_instant_transient_faults_does_not_open_a_volume_guarded_breaker():
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=5, cooldown_s=30.0, clock=clock, min_calls=20)
+    for _ in range(6):  # 6 of 60 requests fail at once, before any success arrives
+        breaker.record_failure(ProviderError("500"))
+    assert breaker.state == "closed"
+    for _ in range(54):
+        breaker.record_success()
+    assert breaker.state == "closed"
+
+
+def test_volume_guarded_breaker_still_opens_in_an_outage():
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=5, cooldown_s=30.0, clock=clock, min_calls=20)
+    for _ in range(19):
+        breaker.record_failure(ProviderOverloadedError("529"))
+    assert breaker.state == "closed"
+    breaker.record_failure(ProviderOverloadedError("529"))
+    assert breaker.state == "open"
+    with pytest.raises(CircuitOpenError):
+        breaker.check()
+
+
+def test_volume_guarded_breaker_needs_mostly_failures():
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=5, cooldown_s=30.0, clock=clock, min_calls=20)
+    for _ in range(15):
+        breaker.record_success()
+    for _ in range(5):  # 5 consecutive, but only 5 of the last 20 outcomes failed
+        breaker.record_failure(ProviderError("500"))
+    assert breaker.state == "closed"

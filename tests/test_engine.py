@@ -376,16 +376,17 @@ async def test_failed_leader_hands_leadership_to_a_follower():
 
 async def test_breaker_opens_after_repeated_overloads():
     time = FakeTime()
-    adapter = FakeAdapter([ProviderOverloadedError("busy") for _ in range(5)])
+    # The engine's breaker needs 20 known outcomes, mostly failures, before it opens.
+    adapter = FakeAdapter([ProviderOverloadedError("busy") for _ in range(20)])
     engine = _engine(adapter, time, retry_config=RetryConfig(max_retries=0))
-    for i in range(5):
+    for i in range(20):
         with pytest.raises(ProviderOverloadedError):
             await engine.execute(_request(), _ctx(f"r{i}"))
 
     with pytest.raises(CircuitOpenError) as caught:
         await engine.execute(_request(), _ctx("blocked"))
 
-    assert len(adapter.kinds("generate")) == 5  # the sixth call never reached the provider
+    assert len(adapter.kinds("generate")) == 20  # the 21st call never reached the provider
     assert caught.value.retry_after_s == pytest.approx(30.0)
     assert engine.stats().breaker_state == "open"
     time.now += 30.0  # cooldown over: one trial goes through and closes the circuit
