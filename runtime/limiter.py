@@ -29,7 +29,8 @@ snapshot predating our latest admissions. A provider ``limit`` below our capacit
 (the configured limit was too high); an unconfigured limit reported by the provider is
 learned from the headers.
 
-:meth:`RateLimiter.penalize` after a 429 stops all admissions until ``now + retry_after``.
+:meth:`RateLimiter.penalize` after a 429 stops all admissions until ``now + retry_after`` and
+empties the buckets (the provider just said the account has no room).
 
 Calibration. A new limiter does not know how much of the account's budget other clients have
 already spent, so with configured limits it starts with one probe request: the next callers
@@ -249,10 +250,18 @@ class RateLimiter:
             bucket.level = float(remaining)
 
     def penalize(self, retry_after_s: float) -> None:
-        """After a 429: admit nothing until ``retry_after_s`` seconds from now."""
+        """After a 429: admit nothing until ``retry_after_s`` seconds from now.
+
+        A 429 also says the account has no room left, whatever our buckets think (another
+        client may share the key), so every bucket is emptied: after the pause, admissions
+        resume at the refill rate instead of as a burst of a full bucket.
+        """
         self._calibrated = True
+        now = self._refill()
+        for bucket in self._buckets.values():
+            bucket.level = min(bucket.level, 0.0)
         if retry_after_s > 0:
-            self._blocked_until = max(self._blocked_until, self._clock() + retry_after_s)
+            self._blocked_until = max(self._blocked_until, now + retry_after_s)
 
     # --- introspection ------------------------------------------------------------------
 

@@ -151,13 +151,15 @@ async def test_observe_maps_input_tokens_to_tpm_when_no_itpm():
     assert limiter.levels() == pytest.approx({"tpm": 100.0})
 
 
-async def test_penalize_blocks_new_admissions():
-    limiter, clock = make(rpm=1000)
+async def test_penalize_blocks_new_admissions_and_empties_the_buckets():
+    limiter, clock = make(rpm=60, itpm=6000)  # 1 request/s, 100 tokens/s
     limiter.penalize(5.0)
     assert limiter.headroom() == 0.0
-    admitted = await limiter.reserve(1, 1)
+    admitted = await limiter.reserve(100, 0)
     assert admitted.admitted_at == pytest.approx(5.0)
-    assert limiter.headroom() > 0.99
+    # Emptied at the 429, so 5 s of refill is all there is: no full-bucket burst after it.
+    assert limiter.levels()["rpm"] == pytest.approx(5 * 1.0 - 1)
+    assert limiter.levels()["itpm"] == pytest.approx(5 * 100.0 - 100)
 
 
 async def test_penalize_never_shortens_an_existing_block():
