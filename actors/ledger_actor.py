@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
-import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ import pyarrow.parquet as pq
 
 from llm.executor import Executed
 from runtime.ledger_store import LedgerRecord, LedgerWriter, read_ledger
+from runtime.parquet_files import new_part_path, write_parquet_atomically
 
 JOURNAL_DIR = "_journal"
 _JOURNAL_SCHEMA = pa.schema(
@@ -149,9 +148,8 @@ class LedgerActor:
         entries, self._journal_pending = self._journal_pending, []
         if entries:
             try:
-                _write_part(
-                    pa.Table.from_pylist(entries, schema=_JOURNAL_SCHEMA), self._journal_dir
-                )
+                table = pa.Table.from_pylist(entries, schema=_JOURNAL_SCHEMA)
+                write_parquet_atomically(table, new_part_path(self._journal_dir))
             except BaseException:
                 self._journal_pending = entries + self._journal_pending
                 raise
@@ -224,27 +222,3 @@ def _by_model(table: pa.Table) -> dict[str, dict[str, Any]]:
         entry["total_tokens"] += row["total_tokens"]
         entry["total_cost"] += row["total_cost"]
     return by_model
-
-
-def _write_part(table: pa.Table, directory: Path) -> Path:
-    """Write ``table`` as a new part file: temp file, fsync, rename, fsync the directory."""
-    directory.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    final = directory / f"part-{stamp}-{token}.parquet"
-    temp = directory / f".part-{token}.parquet.tmp"
-    try:
-        with temp.open("wb") as handle:
-            pq.write_table(table, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return final

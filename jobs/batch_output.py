@@ -82,11 +82,13 @@ from llm.exceptions import (
     RateLimitError,
 )
 from llm.types import LLMResponse
+from runtime.parquet_files import TEMP_PREFIX as PARQUET_TEMP_PREFIX
+from runtime.parquet_files import fsync_directory, write_parquet_atomically
 
 COST = pa.decimal128(20, 10)
 _QUANTUM = Decimal("1e-10")
 PART_GLOB = "part-*.parquet"
-TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = PARQUET_TEMP_PREFIX
 ERRORS_DIR = "_errors"
 SUMMARY_FILE = "_summary.json"
 
@@ -239,33 +241,9 @@ def error_row(
 # ---------------------------------------------------------------------- files
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_atomically(table: pa.Table, final: Path) -> Path:
-    """Write ``table`` to ``final`` through a hidden temp file, fsync and rename."""
-    temp = final.with_name(f"{TEMP_PREFIX}{final.name}")
-    try:
-        with temp.open("wb") as handle:
-            pq.write_table(table, handle, row_group_size=max(table.num_rows, 1))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(final.parent)
-    return final
+    """Write ``table`` to ``final`` through a hidden temp file, fsync and rename (one row group)."""
+    return write_parquet_atomically(table, final, row_group_size=max(table.num_rows, 1))
 
 
 def part_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -310,7 +288,7 @@ def retire_retryable(directory: str | os.PathLike[str]) -> int:
             write_atomically(kept, path)
         else:
             path.unlink()
-            _fsync_directory(path.parent)
+            fsync_directory(path.parent)
         retired += table.num_rows - kept.num_rows
     return retired
 

@@ -64,13 +64,14 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llm.types import LLMResponse
+from runtime.parquet_files import TEMP_PREFIX, new_part_path, write_parquet_atomically
 
 COST = pa.decimal128(20, 10)
 _QUANTUM = Decimal("1e-10")
 _ZERO = Decimal(0)
 _PART_GLOB = "part-*.parquet"
-_TMP_PREFIX = ".part-"
-_TMP_SUFFIX = ".parquet.tmp"
+_TMP_PREFIX = TEMP_PREFIX
+_TMP_SUFFIX = ".parquet"
 _STALE_TMP_S = 3600.0
 
 LEDGER_SCHEMA = pa.schema(
@@ -310,7 +311,7 @@ class LedgerWriter:
             return []
         rows = [record.to_row() for record in self._pending.values()]
         table = pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)
-        _write_atomically(table, self.directory)
+        write_parquet_atomically(table, new_part_path(self.directory))
         ids = list(self._pending)
         self._durable.update(ids)
         self._pending.clear()
@@ -361,37 +362,6 @@ def _remove_stale_temp_files(directory: Path) -> None:
                 path.unlink()
         except FileNotFoundError:
             pass
-
-
-def _write_atomically(table: pa.Table, directory: Path) -> Path:
-    token = uuid.uuid4().hex
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    final = directory / f"part-{stamp}-{token}.parquet"
-    temp = directory / f"{_TMP_PREFIX}{token}{_TMP_SUFFIX}"
-    try:
-        with temp.open("wb") as handle:
-            pq.write_table(table, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
-    return final
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a directory; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_ledger(directory: str | os.PathLike[str]) -> pa.Table:
