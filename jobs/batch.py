@@ -152,13 +152,11 @@ class Wiring:
             return None
         try:
             await _maybe_await(self.runtime.ledger().flush.remote())
-            import pyarrow.compute as pc
+            from jobs.costs import format_report, scan
 
-            from jobs.costs import format_report, load
-
-            table = load(self.settings.ledger_dir)
-            table = table.filter(pc.equal(table["job_id"], job_id))
-            return format_report(table, by="model")
+            # Streamed part by part and filtered to this job: memory does not grow with
+            # the ledger (which holds every job ever run).
+            return format_report(scan(self.settings.ledger_dir, job_id=job_id), by="model")
         except Exception as error:
             return f"(ledger report unavailable: {type(error).__name__})"
 

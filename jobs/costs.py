@@ -16,14 +16,14 @@ import datetime as dt
 import html
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from runtime.ledger_store import read_ledger
+from runtime.ledger_store import LEDGER_SCHEMA, scan_ledger
 
 GROUPS = ("model", "provider", "job", "day")
 _GROUP_COLUMN = {"model": "model", "provider": "provider", "job": "job_id", "day": "day"}
@@ -37,44 +37,81 @@ _SUMS = (
     "total_cost",
     "cache_savings",
 )
+_COLUMNS = ("model", "provider", "job_id", "ts", *_SUMS)
+_DECIMALS = ("total_cost", "cache_savings")
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
+Tables = pa.Table | Iterable[pa.Table]
 
-def load(ledger_dir: str | Path, since: dt.date | None = None) -> pa.Table:
-    """The ledger as one table, with a ``day`` column, optionally from ``since`` on."""
-    table = read_ledger(ledger_dir)
-    if table.num_rows == 0:
-        return table.append_column("day", pa.array([], pa.string()))
-    if since is not None:
-        start = pa.scalar(
-            dt.datetime.combine(since, dt.time(), dt.UTC), table.schema.field("ts").type
+
+def _since_datetime(since: dt.date | None) -> dt.datetime | None:
+    return dt.datetime.combine(since, dt.time(), dt.UTC) if since is not None else None
+
+
+def _with_day(table: pa.Table) -> pa.Table:
+    return table.append_column("day", pc.strftime(table["ts"], format="%Y-%m-%d"))
+
+
+def scan(
+    ledger_dir: str | Path, since: dt.date | None = None, job_id: str | None = None
+) -> Iterator[pa.Table]:
+    """The ledger as a stream of small tables (with a ``day`` column), filtered; memory stays
+    bounded by one part file however large the ledger is."""
+    for table in scan_ledger(
+        ledger_dir, columns=_COLUMNS, job_id=job_id, since=_since_datetime(since)
+    ):
+        yield _with_day(table)
+
+
+def load(
+    ledger_dir: str | Path, since: dt.date | None = None, job_id: str | None = None
+) -> pa.Table:
+    """The (filtered) ledger as one table with a ``day`` column (for small ledgers and tests)."""
+    tables = list(scan(ledger_dir, since, job_id))
+    if not tables:
+        empty = pa.schema([LEDGER_SCHEMA.field(name) for name in _COLUMNS])
+        return _with_day(empty.empty_table())
+    return pa.concat_tables(tables)
+
+
+def _as_tables(tables: Tables) -> Iterable[pa.Table]:
+    return [tables] if isinstance(tables, pa.Table) else tables
+
+
+def _aggregate(tables: Tables, by: str) -> dict[object, dict[str, object]]:
+    """Per-group request counts and sums, accumulated table by table (exact Decimals)."""
+    column = _GROUP_COLUMN[by]
+    groups: dict[object, dict[str, object]] = {}
+    for table in _as_tables(tables):
+        if table.num_rows == 0:
+            continue
+        grouped = table.group_by(column).aggregate(
+            [("model", "count")] + [(name, "sum") for name in _SUMS]
         )
-        table = table.filter(pc.greater_equal(table["ts"], start))
-    days = pc.strftime(table["ts"], format="%Y-%m-%d")
-    return table.append_column("day", days)
+        for row in grouped.to_pylist():
+            entry = groups.setdefault(
+                row[column],
+                {"requests": 0, **{n: Decimal(0) if n in _DECIMALS else 0 for n in _SUMS}},
+            )
+            entry["requests"] += row["model_count"]
+            for name in _SUMS:
+                value = row[f"{name}_sum"] or 0
+                entry[name] += Decimal(value) if name in _DECIMALS else value
+    return groups
 
 
-def summarize(table: pa.Table, by: str = "model") -> list[dict]:
+def summarize(tables: Tables, by: str = "model") -> list[dict]:
     """One dict per group: requests, token sums, cost, savings, average cost per request."""
     if by not in GROUPS:
         raise ValueError(f"--by must be one of {', '.join(GROUPS)}")
-    if table.num_rows == 0:
-        return []
-    column = _GROUP_COLUMN[by]
-    grouped = table.group_by(column).aggregate(
-        [("request_id", "count")] + [(name, "sum") for name in _SUMS]
-    )
     rows = []
-    for row in grouped.to_pylist():
-        requests = row["request_id_count"]
-        cost = Decimal(row["total_cost_sum"] or 0)
+    for group, entry in _aggregate(tables, by).items():
+        requests = entry["requests"]
+        cost = entry["total_cost"]
         rows.append(
             {
-                "group": row[column] if row[column] is not None else "-",
-                "requests": requests,
-                **{name: row[f"{name}_sum"] or 0 for name in _SUMS if name != "total_cost"},
-                "total_cost": cost,
-                "cache_savings": Decimal(row["cache_savings_sum"] or 0),
+                "group": group if group is not None else "-",
+                **entry,
                 "avg_cost": cost / requests if requests else Decimal(0),
             }
         )
@@ -82,27 +119,25 @@ def summarize(table: pa.Table, by: str = "model") -> list[dict]:
     return rows
 
 
-def totals(table: pa.Table) -> dict:
+def totals(tables: Tables) -> dict:
     """Totals over the whole (filtered) ledger."""
-    if table.num_rows == 0:
-        return {
-            "requests": 0,
-            "total_tokens": 0,
-            "total_cost": Decimal(0),
-            "cache_savings": Decimal(0),
-        }
+    return _totals_of(summarize(tables, "provider"))
+
+
+def _totals_of(rows: list[dict]) -> dict:
     return {
-        "requests": table.num_rows,
-        "total_tokens": pc.sum(table["total_tokens"]).as_py() or 0,
-        "cached_tokens": pc.sum(table["cached_tokens"]).as_py() or 0,
-        "total_cost": Decimal(pc.sum(table["total_cost"]).as_py() or 0),
-        "cache_savings": Decimal(pc.sum(table["cache_savings"]).as_py() or 0),
+        "requests": sum(r["requests"] for r in rows),
+        "total_tokens": sum(r["total_tokens"] for r in rows),
+        "cached_tokens": sum(r["cached_tokens"] for r in rows),
+        "total_cost": sum((r["total_cost"] for r in rows), Decimal(0)),
+        "cache_savings": sum((r["cache_savings"] for r in rows), Decimal(0)),
     }
 
 
-def format_report(table: pa.Table, by: str = "model") -> str:
-    """The text report printed by the command."""
-    total = totals(table)
+def format_report(tables: Tables, by: str = "model") -> str:
+    """The text report printed by the command (one pass over ``tables``)."""
+    rows = summarize(tables, by)
+    total = _totals_of(rows)
     lines = [
         "=" * 96,
         "LEDGER COST REPORT",
@@ -114,7 +149,7 @@ def format_report(table: pa.Table, by: str = "model") -> str:
         f"{'cost $':>12}{'saved $':>11}{'avg $':>11}",
         "-" * 96,
     ]
-    for row in summarize(table, by):
+    for row in rows:
         lines.append(
             f"{str(row['group'])[:27]:<28}{row['requests']:>10,}{row['input_tokens']:>12,}"
             f"{row['output_tokens']:>11,}{row['cached_tokens']:>11,}{row['total_cost']:>12.4f}"
@@ -124,10 +159,12 @@ def format_report(table: pa.Table, by: str = "model") -> str:
     return "\n".join(lines)
 
 
-def cost_series(table: pa.Table) -> dict[str, list[tuple[str, float]]]:
+def cost_series(tables: Tables) -> dict[str, list[tuple[str, float]]]:
     """Cost per day per model, for the chart: {model: [(day, cost), ...]}."""
     series: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    if table.num_rows:
+    for table in _as_tables(tables):
+        if table.num_rows == 0:
+            continue
         grouped = table.group_by(["model", "day"]).aggregate([("total_cost", "sum")])
         for row in grouped.to_pylist():
             series[row["model"]][row["day"]] += Decimal(row["total_cost_sum"] or 0)
@@ -191,10 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not Path(args.ledger_dir).is_dir():
         print(f"no ledger at {args.ledger_dir}", file=sys.stderr)
         return 2
-    table = load(args.ledger_dir, args.since)
-    print(format_report(table, args.by))
+    print(format_report(scan(args.ledger_dir, args.since), args.by))
     if args.plot:
-        Path(args.plot).write_text(render_html_chart(cost_series(table)), encoding="utf-8")
+        series = cost_series(scan(args.ledger_dir, args.since))
+        Path(args.plot).write_text(render_html_chart(series), encoding="utf-8")
         print(f"chart written to {args.plot}")
     return 0
 

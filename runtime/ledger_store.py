@@ -52,7 +52,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -370,15 +370,38 @@ def read_ledger(directory: str | os.PathLike[str]) -> pa.Table:
     return pa.concat_tables(tables) if tables else LEDGER_SCHEMA.empty_table()
 
 
-def _conform(table: pa.Table) -> pa.Table:
+def scan_ledger(
+    directory: str | os.PathLike[str],
+    *,
+    columns: Iterable[str] | None = None,
+    job_id: str | None = None,
+    since: datetime | None = None,
+) -> Iterator[pa.Table]:
+    """The ledger one part file at a time, only ``columns``, only rows of ``job_id`` and
+    from ``since`` on: memory stays bounded by one part file however large the ledger."""
+    wanted = list(columns) if columns is not None else LEDGER_SCHEMA.names
+    needed = sorted(set(wanted) | {name for name, v in (("job_id", job_id), ("ts", since)) if v})
+    for path in _part_files(Path(directory)):
+        present = set(pq.read_schema(path).names)
+        table = _conform(pq.read_table(path, columns=[c for c in needed if c in present]), needed)
+        if job_id is not None:
+            table = table.filter(pc.equal(table["job_id"], job_id))
+        if since is not None:
+            table = table.filter(pc.greater_equal(table["ts"], pa.scalar(since, table["ts"].type)))
+        if table.num_rows:
+            yield table.select(wanted)
+
+
+def _conform(table: pa.Table, names: Iterable[str] | None = None) -> pa.Table:
     """Fit a part file to the current schema (columns missing from older files read null)."""
+    fields = [LEDGER_SCHEMA.field(name) for name in names] if names else list(LEDGER_SCHEMA)
     columns = []
-    for field in LEDGER_SCHEMA:
+    for field in fields:
         if field.name in table.column_names:
             columns.append(table.column(field.name).cast(field.type))
         else:
             columns.append(pa.nulls(table.num_rows, field.type))
-    return pa.Table.from_arrays(columns, schema=LEDGER_SCHEMA.with_metadata(None))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
 def ledger_totals(directory: str | os.PathLike[str]) -> dict[str, Any]:

@@ -86,3 +86,11 @@ def test_empty_or_missing_ledger(tmp_path, capsys):
     assert costs.main([str(tmp_path)]) == 0
     assert "Requests: 0" in capsys.readouterr().out
     assert costs.main([str(tmp_path / "nope")]) == 2
+
+
+def test_scan_streams_part_files_and_filters_by_job(ledger_dir):
+    parts = list(costs.scan(ledger_dir, job_id="job-a"))
+    assert sum(t.num_rows for t in parts) == 2
+    assert all(set(t.column("job_id").to_pylist()) == {"job-a"} for t in parts)
+    report = costs.format_report(costs.scan(ledger_dir, job_id="job-b"), by="model")
+    assert "Requests: 1" in report and "gpt-4.1" in report and "claude" not in report
