@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -202,3 +203,13 @@ def redact_secret(error: LLMError, secret: str | None) -> LLMError:
         error.message = error.message.replace(secret, "***")
         error.args = (error.message,)
     return error
+
+
+_KEY_LIKE = re.compile(r"\b(?:sk|rk|pk)-[\w\-*.]{4,}|\bAIza[\w\-]{4,}")
+_MAX_MESSAGE = 500
+
+
+def scrub_message(message: str | None) -> str:
+    """A provider error message safe to show: key-like strings masked, length bounded."""
+    text = _KEY_LIKE.sub("[redacted]", message or "")
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"

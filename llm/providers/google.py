@@ -62,7 +62,12 @@ from llm.exceptions import (
 )
 from llm.models import ModelInfo
 from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult, StreamItem
-from llm.providers.common import prefix_tokens_through_system, split_system, validate_image
+from llm.providers.common import (
+    prefix_tokens_through_system,
+    scrub_message,
+    split_system,
+    validate_image,
+)
 from llm.providers.google_cache import CacheDecision, ExplicitCacheManager
 from llm.retry import parse_google_retry_delay, parse_retry_after
 from llm.tokens import REQUEST_OVERHEAD, count_schema_tokens, decode_base64
@@ -404,16 +409,10 @@ class StreamAssembler:
 
 # --- error mapping -------------------------------------------------------------------------
 
-_KEY_LIKE = re.compile(r"\bAIza[\w\-]{4,}|\b(?:sk|rk|pk)-[\w\-*.]{4,}")
 _CONTEXT_NUMBERS = re.compile(
     r"input token count(?: \((\d+)\))? exceeds the maximum number of tokens allowed \((\d+)\)"
 )
-_MAX_MESSAGE = 500
-
-
-def _scrub(message: str | None) -> str:
-    text = _KEY_LIKE.sub("[redacted]", message or "")
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+_scrub = scrub_message
 
 
 def parse_context_numbers(message: str) -> tuple[int | None, int | None]:

@@ -78,6 +78,7 @@ from llm.providers.common import (
     estimate_prompt_tokens,
     image_data_url,
     parse_json_arguments,
+    scrub_message,
     validate_image,
 )
 from llm.retry import parse_retry_after
@@ -489,18 +490,11 @@ class StreamAssembler:
 
 # --- error mapping -------------------------------------------------------------------------
 
-_KEY_LIKE = re.compile(r"\b(?:sk|rk|pk)-[\w\-*.]{4,}|\bAIza[\w\-]{4,}")
 _CONTEXT_NUMBERS = re.compile(
     r"maximum context length is (\d+) tokens.*?(?:resulted in|requested) (\d+) tokens", re.S
 )
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.I)
-_MAX_MESSAGE = 500
-
-
-def scrub(message: str | None) -> str:
-    """A provider message safe to show: key-like strings masked, length bounded."""
-    text = _KEY_LIKE.sub("[redacted]", message or "")
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+scrub = scrub_message  # kept under its old name for callers and tests
 
 
 def parse_context_numbers(message: str) -> tuple[int | None, int | None]:
