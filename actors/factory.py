@@ -61,9 +61,12 @@ def _remote(cls: type) -> Any:
 
 
 def get_or_create_ledger(directory: str, *, namespace: str = "llm", **kwargs: Any) -> Any:
-    """The handle of the ledger actor writing to ``directory`` (created if missing)."""
+    """The handle of the ledger actor writing to ``directory`` (created if missing), told to
+    start following the journal."""
     options = actor_options(LEDGER_NAME, namespace)
-    return _remote(LedgerActor).options(**options).remote(directory, **kwargs)
+    handle = _remote(LedgerActor).options(**options).remote(directory, **kwargs)
+    handle.start.remote()
+    return handle
 
 
 def get_or_create_router(
@@ -90,6 +93,7 @@ def get_or_create_provider_actors(
     namespace: str = "llm",
     retry: Mapping[str, Any] | None = None,
     ledger_name: str | None = LEDGER_NAME,
+    journal_commit_s: float = 0.0,
 ) -> dict[str, list[Any]]:
     """One actor per provider account of ``limits`` (from ``load_limits``), by provider.
 
@@ -109,6 +113,7 @@ def get_or_create_provider_actors(
                 dict(retry) if retry else None,
                 ledger_name,
                 namespace,
+                journal_commit_s,
             )
             handles.setdefault(provider, []).append(handle)
     return handles

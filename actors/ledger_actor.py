@@ -1,23 +1,24 @@
-"""The ledger actor: one writer of the cost ledger per cluster, with group commit and a journal.
+"""The ledger actor: one writer of the cost ledger per cluster, fed by the journal.
 
-Every provider actor sends its finished calls here (:meth:`LedgerActor.record`). A call is
-acknowledged only once its row is durable, but rows are not written one file each: the
-first ``record`` after a commit arms a timer (``commit_interval_s``, 100 ms by default);
-every record that arrives before it fires joins the same commit, which writes one ledger
-part file (and one journal part file) and then wakes all those callers together. A batch
-of ``max_batch`` pending rows commits at once without waiting for the timer. Because no
-row ever waits longer than the interval, nothing is left unwritten for long if the actor
-dies without a clean shutdown; :meth:`flush` and process exit commit what is pending.
+Rows reach the ledger through the write-ahead journal (:mod:`runtime.journal_log`). Each
+provider actor appends the rows of its finished calls to its own journal segment and
+acknowledges a call once its line is fsynced, so no Ray call per request and no wait for
+Parquet. This actor follows every segment under ``<ledger>/_journal/`` and writes the rows
+to Parquet part files in bulk: when ``max_batch`` rows are waiting, or ``flush_interval_s``
+(1 s) after the first one, in a worker thread. It reads the segments every
+``poll_interval_s`` (0.5 s), and before it answers :meth:`lookup`, :meth:`flush` or
+:meth:`totals`, so an acknowledged row is always visible to them. :meth:`record` remains for
+callers without a journal of their own: it appends to this actor's segment (group commit)
+and returns once durable.
 
-The result journal. For calls that carry a job id the engine also passes the finished
-:class:`~llm.executor.Executed`; the journal keeps ``request_id -> (ledger row, result)``
-as Parquet part files under ``<directory>/_journal/`` (written atomically, before the
-ledger part of the same commit). It is read back when the actor starts, so
-:meth:`lookup` still answers after a restart and a rerun of a job gets its finished
-answers without paying the provider again. A journal entry whose ledger row never made it
-to disk (a crash between the two files) has its row re-appended at start.
+The journal also answers reruns. For calls that carry a job id the journal line holds the
+finished :class:`~llm.executor.Executed` too; :meth:`lookup` returns it, also after a
+restart (the journal is read back when the actor starts), so a rerun of a job gets its
+finished answers without paying the provider again. At start, every journaled row missing
+from the Parquet ledger (a kill before it was written) is written to it, so the ledger is
+exactly the acknowledged rows, each once: dedup by request id, across segments and
+restarts, is :class:`LedgerWriter`'s (first row wins).
 
-Deduplication by request id, also across restarts, is :class:`LedgerWriter`'s.
 This class is plain Python; :mod:`actors.factory` turns it into a Ray actor.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -33,21 +35,15 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from llm.executor import Executed
+from runtime.journal_log import JOURNAL_DIR, GroupCommit, JournalEntry, JournalLog, JournalTail
 from runtime.ledger_store import LedgerRecord, LedgerWriter, read_ledger
-from runtime.parquet_files import new_part_path, write_parquet_atomically
 
-JOURNAL_DIR = "_journal"
-_JOURNAL_SCHEMA = pa.schema(
-    [
-        pa.field("request_id", pa.string(), nullable=False),
-        pa.field("job_id", pa.string(), nullable=False),
-        pa.field("record", pa.string(), nullable=False),
-        pa.field("result", pa.string(), nullable=False),
-    ]
-)
+logger = logging.getLogger(__name__)
+
+__all__ = ["JOURNAL_DIR", "LedgerActor", "ledger_summary"]
+
 _ZERO = Decimal(0)
 
 
@@ -58,125 +54,168 @@ class LedgerActor:
         self,
         directory: str | os.PathLike[str],
         *,
-        commit_interval_s: float = 0.1,
-        max_batch: int = 500,
+        commit_interval_s: float = 0.0,
+        flush_interval_s: float = 1.0,
+        poll_interval_s: float = 0.5,
+        max_batch: int = 2000,
     ) -> None:
         self.directory = Path(directory)
-        self.commit_interval_s = commit_interval_s
+        self.flush_interval_s = flush_interval_s
+        self.poll_interval_s = poll_interval_s
         self.max_batch = max_batch
         self._writer = LedgerWriter(self.directory, max_rows=max_batch)
-        self._journal_dir = self.directory / JOURNAL_DIR
-        self._journal: dict[str, str] = {}
-        self._journal_pending: list[dict[str, str]] = []
-        self._commit: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._log = JournalLog(self.directory / JOURNAL_DIR)
+        self._commit = GroupCommit(
+            self._log,
+            commit_interval_s=commit_interval_s,
+            max_batch=max_batch,
+            on_durable=self._journaled,
+        )
+        self._tail = JournalTail(self.directory / JOURNAL_DIR)
+        self._tail_lock: asyncio.Lock | None = None
+        self._results: dict[str, str] = {}  # request id -> journaled Executed JSON
+        self._writing: asyncio.Task[int] | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._poller: asyncio.Task[None] | None = None
         self._heal_from_journal()
         atexit.register(self._final_flush)
 
+    # ------------------------------------------------------------------ the journal
+
+    def _journaled(self, entries: Iterable[JournalEntry]) -> None:
+        """Journaled rows go to the Parquet writer; results become lookups."""
+        records = []
+        for entry in entries:
+            records.append(entry.record)
+            if entry.result_json is not None:
+                self._results.setdefault(entry.request_id, entry.result_json)
+        self._writer.append(records)
+
+    async def catch_up(self) -> int:
+        """Read what the journal segments gained; return how many entries that was."""
+        self._ensure_polling()
+        if self._tail_lock is None:
+            self._tail_lock = asyncio.Lock()
+        async with self._tail_lock:
+            entries = await asyncio.to_thread(self._tail.read_new, self._log.path)
+        if entries:
+            self._journaled(entries)
+            self._schedule_write()
+        return len(entries)
+
+    def _ensure_polling(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            try:
+                await self.catch_up()
+            except Exception as error:  # e.g. a disk hiccup: tried again next round
+                logger.warning("reading the ledger journal failed (%s)", type(error).__name__)
+
+    def _heal_from_journal(self) -> None:
+        entries = self._tail.read_new()
+        self._journaled(entries)
+        if self._writer.pending_count:
+            self._writer.flush()
+
     # ------------------------------------------------------------------ writing
+
+    async def start(self) -> None:
+        """Begin following the journal (any other call does too)."""
+        self._ensure_polling()
 
     async def record(
         self,
         records: Iterable[LedgerRecord | Mapping[str, Any]],
         results: Mapping[str, Executed] | None = None,
     ) -> list[str]:
-        """Append ``records`` (and journal ``results`` by request id); return once durable.
+        """Journal ``records`` (with ``results`` by request id); return once durable.
 
         Returns the ids newly accepted; ids already in the ledger are dropped silently.
         """
+        self._ensure_polling()
         rows = [
             r if isinstance(r, LedgerRecord) else LedgerRecord.model_validate(r) for r in records
         ]
-        accepted = self._writer.append(rows)
-        self._add_journal(rows, accepted, results or {})
-        if all(self._writer.is_durable(row.request_id) for row in rows):
-            return accepted
-        commit = self._next_commit()
-        if self._writer.pending_count >= self.max_batch:
-            self._commit_now()
-        await asyncio.shield(commit)
+        results = results or {}
+        accepted = []
+        for row in rows:
+            rid = row.request_id
+            if self._writer.knows(rid):
+                continue
+            result = results.get(rid)
+            payload = None if result is None else _result_json(result)
+            if self._commit.add(JournalEntry(row, payload)):
+                accepted.append(rid)
+        await self._commit.commit([row.request_id for row in rows])
+        self._schedule_write()
         return accepted
 
-    async def flush(self) -> int:
-        """Commit whatever is pending now; return how many ledger rows that wrote."""
-        pending = self._writer.pending_count
-        if pending or self._journal_pending:
-            commit = self._next_commit()
-            self._commit_now()
-            await asyncio.shield(commit)
-        return pending
-
-    def _add_journal(
-        self, rows: list[LedgerRecord], accepted: list[str], results: Mapping[str, Executed]
-    ) -> None:
-        fresh = set(accepted)
-        for row in rows:
-            result = results.get(row.request_id)
-            if result is None or row.request_id not in fresh or row.request_id in self._journal:
-                continue
-            self._journal_pending.append(
-                {
-                    "request_id": row.request_id,
-                    "job_id": row.job_id,
-                    "record": row.model_dump_json(round_trip=True),
-                    "result": Executed.model_validate(result).model_dump_json(round_trip=True),
-                }
-            )
-
-    def _next_commit(self) -> asyncio.Future[None]:
-        if self._commit is None:
-            loop = asyncio.get_running_loop()
-            self._commit = loop.create_future()
-            self._timer = loop.call_later(self.commit_interval_s, self._commit_now)
-        return self._commit
-
-    def _commit_now(self) -> None:
-        commit, self._commit = self._commit, None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        try:
-            self._write_pending()
-        except Exception as error:  # the rows stay pending and go with the next commit
-            if commit is not None and not commit.done():
-                commit.set_exception(error)
+    def _schedule_write(self) -> None:
+        """Start a Parquet write now (``max_batch`` waiting) or arm the interval timer."""
+        if self._writing is not None or not self._writer.pending_count:
             return
-        if commit is not None and not commit.done():
-            commit.set_result(None)
+        if self._writer.pending_count >= self.max_batch:
+            self._start_write()
+        elif self._write_timer is None:
+            loop = asyncio.get_running_loop()
+            self._write_timer = loop.call_later(self.flush_interval_s, self._start_write)
 
-    def _write_pending(self) -> None:
-        entries, self._journal_pending = self._journal_pending, []
-        if entries:
-            try:
-                table = pa.Table.from_pylist(entries, schema=_JOURNAL_SCHEMA)
-                write_parquet_atomically(table, new_part_path(self._journal_dir))
-            except BaseException:
-                self._journal_pending = entries + self._journal_pending
-                raise
-            self._journal.update({e["request_id"]: e["result"] for e in entries})
-        self._writer.flush()
+    def _start_write(self) -> asyncio.Task[int]:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        if self._writing is None:
+            self._writing = asyncio.get_running_loop().create_task(self._write_parquet())
+        return self._writing
+
+    async def _write_parquet(self) -> int:
+        """Write the pending rows as one part file, in a worker thread."""
+        batch = self._writer.take_batch()
+        written = False
+        try:
+            await asyncio.to_thread(self._writer.write_batch, batch)
+            written = True
+        except Exception as error:  # the rows stay pending (and journaled): retried later
+            logger.warning("ledger part write failed (%s); will retry", type(error).__name__)
+        finally:
+            self._writer.settle_batch(batch, written=written)
+            self._writing = None
+            self._schedule_write()
+        if not written:
+            raise OSError("the ledger part file could not be written")
+        return len(batch)
+
+    async def flush(self) -> int:
+        """Journal, read the journal and write to Parquet all that is pending; return the
+        rows written."""
+        await self._commit.commit()
+        await self.catch_up()
+        written = 0
+        if self._writing is not None:
+            written += await asyncio.shield(self._writing)
+        if self._writer.pending_count:
+            written += await asyncio.shield(self._start_write())
+        return written
 
     def _final_flush(self) -> None:
         try:
-            self._write_pending()
+            self._commit.commit_now()
+            self._journaled(self._tail.read_new(self._log.path))
+            self._writer.flush()
         except Exception:  # at interpreter exit there is no one left to tell
             pass
-
-    def _heal_from_journal(self) -> None:
-        missing: list[LedgerRecord] = []
-        for path in sorted(self._journal_dir.glob("part-*.parquet")):
-            for entry in pq.read_table(path).to_pylist():
-                self._journal[entry["request_id"]] = entry["result"]
-                if not self._writer.is_durable(entry["request_id"]):
-                    missing.append(LedgerRecord.model_validate_json(entry["record"]))
-        if missing:
-            self._writer.append(missing, durable=True)
 
     # ------------------------------------------------------------------ reading
 
     async def lookup(self, request_ids: list[str]) -> dict[str, Executed]:
         """The journaled results of those ``request_ids`` that have one."""
-        found = {rid: self._journal[rid] for rid in request_ids if rid in self._journal}
+        if any(rid not in self._results for rid in request_ids):
+            await self.catch_up()
+        found = {rid: self._results[rid] for rid in request_ids if rid in self._results}
         return {rid: Executed.model_validate_json(payload) for rid, payload in found.items()}
 
     async def totals(self, job_id: str | None = None) -> dict[str, Any]:
@@ -184,16 +223,27 @@ class LedgerActor:
         await self.flush()
         return ledger_summary(read_ledger(self.directory), job_id=job_id)
 
-    def durable_count(self) -> int:
-        """How many distinct request ids the ledger holds on disk."""
-        return len(read_ledger(self.directory).column("request_id").unique())
-
     def pending_count(self) -> int:
-        return self._writer.pending_count
+        """Rows given to :meth:`record` and not yet acknowledged (waiting for the journal)."""
+        return self._commit.pending_count
 
     async def shutdown(self) -> None:
         """Commit what is pending; call before killing the actor."""
         await self.flush()
+
+    async def aclose(self) -> None:
+        """Write what is pending and stop following the journal."""
+        await self.flush()
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+
+def _result_json(result: Executed) -> str:
+    return Executed.model_validate(result).model_dump_json(round_trip=True)
 
 
 def ledger_summary(table: pa.Table, *, job_id: str | None = None) -> dict[str, Any]:

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from llm.config import Settings
 from llm.executor import CallContext, Executed
 from llm.providers.base import ProviderRequest
 from llm.retry import RetryConfig
+from runtime.journal_log import JOURNAL_DIR, GroupCommit, JournalEntry, JournalLog
+from runtime.ledger_store import LedgerRecord
 from runtime.limiter import AccountLimits
 
 #: The provider's usual key variables, first match wins.
@@ -60,12 +63,21 @@ def actor_settings(
     return Settings(**fields)
 
 
-class ActorLedgerSink:
-    """The engine's :class:`~runtime.engine.LedgerSink`, forwarding to the named LedgerActor."""
+class JournalLedgerSink:
+    """The engine's :class:`~runtime.ledger_sink.LedgerSink` in a provider actor.
 
-    def __init__(self, name: str, namespace: str) -> None:
+    :meth:`record` appends the row (and the result to journal) to this actor's own segment
+    of the ledger's journal and returns once it is fsynced; concurrent calls share one write.
+    The LedgerActor reads the segment and writes the rows to Parquet. :meth:`lookup` asks the
+    LedgerActor, which reads the journal first, so a row acknowledged here is always found.
+    """
+
+    def __init__(
+        self, journal_dir: str | os.PathLike[str], name: str, namespace: str, **commit: Any
+    ) -> None:
         self.name = name
         self.namespace = namespace
+        self._commit = GroupCommit(JournalLog(journal_dir), **commit)
         self._handle: Any = None
 
     def _actor(self) -> Any:
@@ -75,14 +87,25 @@ class ActorLedgerSink:
             self._handle = ray.get_actor(self.name, namespace=self.namespace)
         return self._handle
 
-    async def record(self, record: Any, result: Executed | None = None) -> None:
-        """Send one ledger row (and the result to journal); return once it is durable."""
-        results = {record.request_id: result} if result is not None else None
-        await self._actor().record.remote([record], results)
+    async def record(self, record: LedgerRecord, result: Executed | None = None) -> None:
+        """Journal one ledger row (and the result); return once it is on disk."""
+        payload = None if result is None else result.model_dump_json(round_trip=True)
+        self._commit.add(JournalEntry(record, payload))
+        await self._commit.commit([record.request_id])
 
     async def lookup(self, request_ids: list[str]) -> dict[str, Executed]:
         """Journaled results of ``request_ids``."""
         return await self._actor().lookup.remote(list(request_ids))
+
+    @property
+    def pending_count(self) -> int:
+        """Rows not yet on disk (their calls are not answered yet)."""
+        return self._commit.pending_count
+
+    async def aclose(self) -> None:
+        """Write what is queued and close the segment (a later row opens a new one)."""
+        await self._commit.commit()
+        self._commit.log.close()
 
 
 class ProviderActor:
@@ -98,6 +121,7 @@ class ProviderActor:
         retry: dict[str, Any] | None = None,
         ledger_name: str | None = None,
         namespace: str = "llm",
+        journal_commit_s: float = 0.0,
     ) -> None:
         self.provider = provider
         self.account = account
@@ -105,7 +129,13 @@ class ProviderActor:
         self._api_key_env = api_key_env
         self._limits = AccountLimits(**limits) if limits else None
         self._retry = RetryConfig(**retry) if retry else None
-        self._ledger = ActorLedgerSink(ledger_name, namespace) if ledger_name else None
+        self._ledger: JournalLedgerSink | None = None
+        if ledger_name:
+            ledger_dir = settings_fields.get("ledger_dir") or Settings().ledger_dir
+            journal = Path(ledger_dir) / JOURNAL_DIR
+            self._ledger = JournalLedgerSink(
+                journal, ledger_name, namespace, commit_interval_s=journal_commit_s
+            )
         self._engine: Any = None
 
     def _get_engine(self) -> Any:
@@ -154,8 +184,14 @@ class ProviderActor:
             "settings": public,
         }
 
+    async def journal_pending(self) -> int:
+        """Ledger rows of finished calls not yet on disk (those calls are not answered yet)."""
+        return self._ledger.pending_count if self._ledger is not None else 0
+
     async def aclose(self) -> None:
-        """Close the engine's connection pool."""
+        """Close the engine's connection pool and this actor's journal segment."""
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.aclose()
+        if self._ledger is not None:
+            await self._ledger.aclose()

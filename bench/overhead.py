@@ -11,8 +11,11 @@ client's. Small requests to ``gpt-4.1`` at concurrency 32 through:
   (Ray started once, before any timing; the actors also journal every call in the ledger).
 
 Every path is opened and warmed up (20 calls) first; then the paths take turns, round by
-round (so background load hits them alike), and each path's figure is its median round.
-Ratio = a path's rate / the in-process path's (the target, >= 0.5, is the actor path's).
+round, in an order rotated every round (so background load and drift hit them alike). A
+path's rate is its median round. Its ratio is the median, over rounds, of its rate divided by
+the in-process path's rate *in the same round*: these machines are noisy (the same path
+varies by a third from minute to minute), and pairing rounds cancels most of that. The
+target, >= 0.5, is the actor path's.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class CallPath:
 
 
 def plan_for(quick: bool) -> OverheadPlan:
-    return OverheadPlan(300, 3, 60.0) if quick else OverheadPlan(2000, 3, 300.0)
+    return OverheadPlan(200, 7, 60.0) if quick else OverheadPlan(1000, 11, 300.0)
 
 
 def _messages(index: int) -> list[dict[str, str]]:
@@ -202,9 +205,11 @@ async def _warm_up(path: CallPath) -> None:
 
 
 async def _rounds(paths: list[CallPath], plan: OverheadPlan) -> None:
+    """Every path once per round, the order rotated each round; a failed path's rate is 0."""
     for round_no in range(plan.rounds):
         print(f"  overhead: round {round_no + 1}/{plan.rounds}...", flush=True)
-        for path in paths:
+        shift = round_no % len(paths)
+        for path in paths[shift:] + paths[:shift]:
             if path.error is not None:
                 continue
             try:
@@ -232,15 +237,22 @@ def _figure(path: CallPath, plan: OverheadPlan) -> Figure:
     return Figure(SCENARIO, path.name, raw=raw)
 
 
+def paired_ratio(rates: list[float], base_rates: list[float]) -> float | None:
+    """The median over rounds of ``rates[i] / base_rates[i]`` (rounds where both ran)."""
+    pairs = [rate / base for rate, base in zip(rates, base_rates, strict=False) if base > 0]
+    return statistics.median(pairs) if pairs else None
+
+
 def _ratios(figures: list[Figure]) -> None:
-    """Each path's rate relative to the in-process one; the actor row carries the target."""
+    """Each path's paired ratio to the in-process path; the actor row carries the target."""
     by_name = {f.contender: f for f in figures}
     base = by_name.get(IN_PROCESS)
-    base_rps = base.raw.get("rps") if base and base.status == "ok" else None
+    base_rates = base.raw.get("rounds_rps") if base and base.status == "ok" else None
     for figure in figures:
-        rps = figure.raw.get("rps")
-        if figure.status == "ok" and rps and base_rps:
-            figure.ratio = round(rps / base_rps, 3)
+        rates = figure.raw.get("rounds_rps")
+        if figure.status == "ok" and rates and base_rates:
+            ratio = paired_ratio(rates, base_rates)
+            figure.ratio = None if ratio is None else round(ratio, 3)
     actors = by_name.get(ACTORS)
     if actors is not None:
         actors.target = TARGET

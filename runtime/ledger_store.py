@@ -253,7 +253,10 @@ class LedgerRecord(BaseModel):
 class LedgerWriter:
     """Buffers records and writes them as new Parquet part files. See the module docstring.
 
-    Not thread-safe; use from one event loop (the LedgerActor's). File writes are blocking.
+    Not thread-safe; use from one event loop (the LedgerActor's). File writes are blocking;
+    to write off the loop, :meth:`take_batch` on the loop, :meth:`write_batch` in a worker
+    thread, then :meth:`settle_batch` on the loop (rows of a batch being written still count
+    as known, so an append meanwhile does not duplicate them).
     """
 
     def __init__(
@@ -270,6 +273,7 @@ class LedgerWriter:
         self.flush_interval_s = flush_interval_s
         self._clock = clock
         self._pending: dict[str, LedgerRecord] = {}
+        self._writing: set[str] = set()
         self._pending_since: float | None = None
         self._closed = False
         _remove_stale_temp_files(self.directory)
@@ -284,6 +288,14 @@ class LedgerWriter:
         """True once a flush (by this or an earlier writer) has put ``request_id`` on disk."""
         return request_id in self._durable
 
+    def knows(self, request_id: str) -> bool:
+        """True if ``request_id`` is on disk, being written, or pending."""
+        return (
+            request_id in self._durable
+            or request_id in self._pending
+            or request_id in self._writing
+        )
+
     def append(self, records: Iterable[LedgerRecord], *, durable: bool = False) -> list[str]:
         """Buffer new records; return the ids accepted (duplicates are dropped).
 
@@ -295,7 +307,7 @@ class LedgerWriter:
         accepted = []
         for record in records:
             rid = record.request_id
-            if rid in self._durable or rid in self._pending:
+            if self.knows(rid):
                 continue
             self._pending[rid] = record
             accepted.append(rid)
@@ -307,17 +319,41 @@ class LedgerWriter:
 
     def flush(self) -> list[str]:
         """Write all buffered records as one new part file; return the ids made durable."""
-        if not self._pending:
-            return []
-        rows = [record.to_row() for record in self._pending.values()]
+        batch = self.take_batch()
+        written = False
+        try:
+            self.write_batch(batch)
+            written = True
+        finally:
+            self.settle_batch(batch, written=written)
+        return list(batch)
+
+    def take_batch(self) -> dict[str, LedgerRecord]:
+        """Move every pending record into a batch to write (see the class docstring)."""
+        batch, self._pending = self._pending, {}
+        self._pending_since = None
+        self._writing.update(batch)
+        return batch
+
+    def write_batch(self, batch: dict[str, LedgerRecord]) -> None:
+        """Write ``batch`` as one new part file; touches no state, so any thread may call it."""
+        if not batch:
+            return
+        rows = [record.to_row() for record in batch.values()]
         table = pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)
         write_parquet_atomically(table, new_part_path(self.directory))
-        ids = list(self._pending)
-        self._durable.update(ids)
-        self._pending.clear()
-        self._pending_since = None
-        self.files_written += 1
-        return ids
+
+    def settle_batch(self, batch: dict[str, LedgerRecord], *, written: bool) -> None:
+        """After :meth:`write_batch`: mark ``batch`` durable, or put it back in front of
+        the pending records when the write failed."""
+        self._writing.difference_update(batch)
+        if written:
+            self._durable.update(batch)
+            self.files_written += 1 if batch else 0
+        elif batch:
+            self._pending = {**batch, **self._pending}
+            if self._pending_since is None:
+                self._pending_since = self._clock()
 
     def maybe_flush(self) -> list[str]:
         """Flush if ``max_rows`` are buffered or the oldest has waited ``flush_interval_s``."""

@@ -186,3 +186,14 @@ def test_scale_rows_are_valid_batch_rows(tmp_path):
     assert len(items) == 5 and all(isinstance(item, RowRequest) for item in items)
     assert tree_rss_kib(os.getpid()) > 0
     assert math.isfinite(tree_rss_kib(os.getpid()))
+
+
+def test_overhead_ratio_pairs_rounds_so_drift_cancels():
+    from bench.overhead import paired_ratio
+
+    # The machine slows down by half over the run; each round both paths slow alike.
+    in_process = [400.0, 300.0, 200.0]
+    actors = [200.0, 150.0, 100.0]
+    assert paired_ratio(actors, in_process) == 0.5
+    assert paired_ratio([100.0, 300.0], [400.0, 0.0]) == 0.25  # a zero base round is left out
+    assert paired_ratio([], in_process) is None

@@ -50,6 +50,7 @@ async def kill_and_finish(runtime, service, ids, calls, actor, before_pid):
     await service.aclose()
     assert len(answers) == CALLS and all(a.text for a in answers)
     assert (await actor.describe.remote())["pid"] != before_pid  # it really was restarted
+    await runtime.ledger().flush.remote()
     table = read_ledger(runtime.settings.ledger_dir)
     assert sorted(table.column("request_id").to_pylist()) == sorted(ids)  # one row per call
     return answers, table
@@ -69,23 +70,32 @@ async def test_killed_during_provider_calls_every_call_completes_once(runtime):
 
 
 async def test_killed_after_the_provider_answered_but_before_the_ledger_ack_bills_once(
-    make_runtime,
+    make_runtime, ray_emulator
 ):
     """The re-run calls the provider again, but the ledger keeps the first row of each id."""
-    from actors.factory import get_or_create_ledger
+    from actors.factory import get_or_create_provider_actors
+    from llm.emulator.server import settings_for
+    from runtime.limits_config import load_limits
+    from runtime.runtime import public_settings
 
     def slow_commit_ledger(namespace, ledger_dir):
-        get_or_create_ledger(ledger_dir, namespace=namespace, commit_interval_s=3.0)
+        """Provider actors whose journal writes wait 3 s: answered, not yet acknowledged."""
+        settings = settings_for(ray_emulator.base_url).with_overrides(ledger_dir=ledger_dir)
+        get_or_create_provider_actors(
+            public_settings(settings),
+            load_limits(settings),
+            namespace=namespace,
+            journal_commit_s=3.0,
+        )
 
     runtime = make_runtime(before=slow_commit_ledger)
     service = LLMService(settings=runtime.settings, executor=runtime.executor())
     ids, calls = start_calls(service)
     (actor,) = runtime.provider_actors()["anthropic"]
     pid = (await actor.describe.remote())["pid"]
-    ledger = runtime.ledger()
 
     async def all_awaiting_the_ledger():
-        return await ledger.pending_count.remote() == CALLS
+        return await actor.journal_pending.remote() == CALLS
 
     await until(all_awaiting_the_ledger)
     answers, table = await kill_and_finish(runtime, service, ids, calls, actor, pid)

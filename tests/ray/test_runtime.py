@@ -1,24 +1,21 @@
 """The service through the Ray actors: same answers as in process, one shared set of actors,
-an exact ledger; and the LedgerActor's group commit and journal (plain class, no Ray)."""
+an exact ledger (the LedgerActor as a plain class is tested in tests/test_ledger_actor.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from llm.emulator.server import settings_for, start_in_thread
 from llm.exceptions import ContextLengthError
-from llm.executor import Executed
-from llm.providers.base import ProviderResult
 from llm.registry import get_model_info
 from llm.retry import RetryConfig
 from llm.service import LLMService
-from llm.types import Message, MessageRole, Usage
-from runtime.ledger_store import LedgerRecord, read_ledger
+from llm.types import Message, MessageRole
+from runtime.ledger_store import read_ledger
 from runtime.runtime import Runtime, public_settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::llm.service_checks.ModelLifecycleWarning")
@@ -213,76 +210,6 @@ def test_keys_never_go_to_actors_except_a_local_emulators():
     assert emulated["anthropic_api_key"] == "emulator-key"
     other_key = public_settings(settings_for("http://127.0.0.1:9999", api_key="sk-real-secret"))
     assert "sk-real-secret" not in repr(other_key)
-
-
-# --- the LedgerActor as a plain class ------------------------------------------------------
-
-
-def row(request_id, job_id="job", cost="0.001"):
-    return LedgerRecord(
-        request_id=request_id,
-        job_id=job_id,
-        ts=datetime(2026, 1, 1, tzinfo=UTC),
-        provider="openai",
-        model="gpt-4.1",
-        input_tokens=10,
-        output_tokens=5,
-        input_cost=Decimal(cost),
-    )
-
-
-def result(text):
-    return Executed(result=ProviderResult(text=text, usage=Usage(input_tokens=10, output_tokens=5)))
-
-
-async def test_concurrent_records_share_one_commit_and_are_durable_on_return(tmp_path):
-    from actors.ledger_actor import LedgerActor
-
-    ledger = LedgerActor(tmp_path, commit_interval_s=0.05)
-    accepted = await asyncio.gather(*(ledger.record([row(f"r{i}")]) for i in range(20)))
-    assert sorted(rid for ids in accepted for rid in ids) == sorted(f"r{i}" for i in range(20))
-    assert len(list(tmp_path.glob("part-*.parquet"))) == 1
-    assert read_ledger(tmp_path).num_rows == 20
-    assert await ledger.record([row("r3")]) == []  # already there: dropped, no new file
-    assert len(list(tmp_path.glob("part-*.parquet"))) == 1
-
-
-async def test_a_full_batch_commits_without_waiting_for_the_timer(tmp_path):
-    from actors.ledger_actor import LedgerActor
-
-    ledger = LedgerActor(tmp_path, commit_interval_s=3600, max_batch=3)
-    await asyncio.wait_for(ledger.record([row("a"), row("b"), row("c")]), timeout=30)
-    assert read_ledger(tmp_path).num_rows == 3
-
-
-async def test_journaled_results_survive_a_restart(tmp_path):
-    from actors.ledger_actor import LedgerActor
-
-    ledger = LedgerActor(tmp_path, commit_interval_s=0.01)
-    await ledger.record([row("j1"), row("j2")], {"j1": result("answer one")})
-    restarted = LedgerActor(tmp_path)
-    found = await restarted.lookup(["j1", "j2", "nope"])
-    assert found == {"j1": result("answer one")}
-    totals = await restarted.totals(job_id="job")
-    assert totals["requests"] == 2 and totals["total_cost"] == Decimal("0.002")
-    assert (await restarted.totals(job_id="other"))["requests"] == 0
-
-
-async def test_a_journal_entry_whose_ledger_row_was_lost_is_healed_at_start(tmp_path):
-    from actors.ledger_actor import LedgerActor
-
-    ledger = LedgerActor(tmp_path, commit_interval_s=0.01)
-
-    def crash():
-        raise OSError("disk gone")
-
-    ledger._writer.flush = crash  # the journal part is written, the ledger part is not
-    with pytest.raises(OSError):
-        await ledger.record([row("h1")], {"h1": result("kept")})
-    assert read_ledger(tmp_path).num_rows == 0
-    restarted = LedgerActor(tmp_path)
-    assert read_ledger(tmp_path).column("request_id").to_pylist() == ["h1"]
-    assert (await restarted.lookup(["h1"]))["h1"] == result("kept")
 
 
 def test_runtime_helpers_do_not_need_ray_started():

@@ -1,0 +1,261 @@
+"""The ledger's write-ahead journal: append-only, fsynced segment files of (row, result) pairs.
+
+A ledger row is acknowledged once its journal line is on disk; Parquet part files are
+written later, in large batches, by the LedgerActor from rows already journaled. So
+acknowledging a row costs one ``fsync`` shared by every row committed with it (well under
+a millisecond here), no Ray call and no Parquet file, and the ledger itself stays a few large
+part files however fast rows arrive.
+
+Layout: ``<ledger>/_journal/wal-<UTC time>-<uuid>.jsonl``. Every writer (each provider
+actor, the LedgerActor, each start of either) appends to a segment of its own; the
+LedgerActor follows all of them (:class:`JournalTail`). One line per request::
+
+    <LedgerRecord JSON> TAB <Executed JSON, or empty>
+
+JSON text never holds a raw tab or newline, so the split is unambiguous. A process killed in
+the middle of a write can leave a torn last line in its segment; that line was never
+acknowledged (the ``fsync`` comes after it) and readers skip it. Lines are never rewritten,
+so a torn line can only be the last of a segment whose writer is gone.
+
+:class:`GroupCommit` batches concurrent appends: rows that arrive while a write is under
+way go together in the next one (each waits for at most two ``fsync``).
+
+Earlier versions wrote the journal as Parquet part files (``_journal/part-*.parquet`` with
+``record`` and ``result`` columns); :class:`JournalTail` still reads those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from runtime.ledger_store import LedgerRecord
+from runtime.parquet_files import fsync_directory
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_DIR = "_journal"
+SEGMENT_GLOB = "wal-*.jsonl"
+_LEGACY_GLOB = "part-*.parquet"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One journaled request: its ledger row and, for calls of a job, its result as JSON."""
+
+    record: LedgerRecord
+    result_json: str | None = None
+
+    @property
+    def request_id(self) -> str:
+        return self.record.request_id
+
+    def line(self) -> str:
+        """The entry as one journal line (newline included)."""
+        record = self.record.model_dump_json(round_trip=True)
+        return f"{record}\t{self.result_json or ''}\n"
+
+    @classmethod
+    def parse(cls, line: str) -> JournalEntry:
+        """Read back a line written by :meth:`line`; raises ``ValueError`` on a torn one."""
+        record, sep, result = line.rstrip("\n").partition("\t")
+        if not sep:
+            raise ValueError("journal line without a tab")
+        try:
+            parsed = LedgerRecord.model_validate_json(record)
+        except ValidationError as error:
+            raise ValueError(f"unreadable journal record: {error.error_count()} errors") from None
+        return cls(parsed, result or None)
+
+
+class JournalLog:
+    """Appends lines to this writer's own segment under ``directory`` (created on first use).
+
+    :meth:`append` is blocking (write, flush, fsync); call it from one thread at a time.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self._handle: BinaryIO | None = None
+        self.path: Path | None = None
+        self.lines_written = 0
+
+    def _open(self) -> BinaryIO:
+        if self._handle is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            self.path = self.directory / f"wal-{stamp}-{uuid.uuid4().hex}.jsonl"
+            self._handle = self.path.open("ab")
+            fsync_directory(self.directory)  # the new segment's name is durable too
+        return self._handle
+
+    def append(self, lines: Sequence[str]) -> None:
+        """Append ``lines`` and fsync; they are durable when this returns."""
+        if not lines:
+            return
+        handle = self._open()
+        handle.write("".join(lines).encode())
+        handle.flush()
+        os.fsync(handle.fileno())
+        self.lines_written += len(lines)
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()
+
+
+class JournalTail:
+    """Reads what every segment under ``directory`` gained since the last :meth:`read_new`.
+
+    Only whole lines are consumed: a line still being written is read on a later call, and a
+    torn last line of a dead writer's segment is never returned. Call from one thread at a
+    time. ``skip`` names a segment not to read (a writer's own, whose rows it already has).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self._offsets: dict[Path, int] = {}
+        self._legacy_read: set[Path] = set()
+
+    def read_new(self, skip: Path | None = None) -> list[JournalEntry]:
+        """Entries appended since the previous call, oldest segment first."""
+        if not self.directory.is_dir():
+            return []
+        entries: list[JournalEntry] = []
+        for path in sorted(self.directory.glob(_LEGACY_GLOB)):
+            if path not in self._legacy_read:
+                self._legacy_read.add(path)
+                entries.extend(_read_legacy_part(path))
+        for path in sorted(self.directory.glob(SEGMENT_GLOB)):
+            if path != skip:
+                entries.extend(self._read_segment(path))
+        return entries
+
+    def _read_segment(self, path: Path) -> list[JournalEntry]:
+        offset = self._offsets.get(path, 0)
+        try:
+            if path.stat().st_size <= offset:
+                return []
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        whole = data.rfind(b"\n") + 1
+        self._offsets[path] = offset + whole
+        entries = []
+        for raw in data[:whole].splitlines():
+            try:
+                entries.append(JournalEntry.parse(raw.decode()))
+            except (UnicodeDecodeError, ValueError):
+                # Only whole lines are read and segments are never reopened, so a torn
+                # write is never seen here: this line is damaged. Skip it, say so.
+                logger.warning("skipping an unreadable line of journal %s", path.name)
+        return entries
+
+
+def read_journal(directory: str | os.PathLike[str]) -> list[JournalEntry]:
+    """Every readable entry under ``directory``, oldest segment first."""
+    return JournalTail(directory).read_new()
+
+
+def _read_legacy_part(path: Path) -> Iterator[JournalEntry]:
+    for row in pq.read_table(path).to_pylist():
+        yield JournalEntry(LedgerRecord.model_validate_json(row["record"]), row["result"])
+
+
+class GroupCommit:
+    """Appends entries to a :class:`JournalLog` in groups; :meth:`commit` returns once durable.
+
+    Entries added while a write is under way go in the next write. With
+    ``commit_interval_s`` > 0 each write first waits that long for company (cut short once
+    ``max_batch`` entries are waiting). ``on_durable`` is called, on the event loop, with each
+    group once it is on disk. Writes run in a worker thread; use from one event loop.
+    """
+
+    def __init__(
+        self,
+        log: JournalLog,
+        *,
+        commit_interval_s: float = 0.0,
+        max_batch: int = 2000,
+        on_durable: Callable[[list[JournalEntry]], None] | None = None,
+    ) -> None:
+        self.log = log
+        self.commit_interval_s = commit_interval_s
+        self.max_batch = max_batch
+        self._on_durable = on_durable
+        self._waiting: dict[str, JournalEntry] = {}
+        self._in_flight: set[str] = set()
+        self._writing: asyncio.Task[None] | None = None
+        self._full = asyncio.Event()
+
+    @property
+    def pending_count(self) -> int:
+        """Entries added and not yet on disk."""
+        return len(self._waiting) + len(self._in_flight)
+
+    def is_pending(self, request_id: str) -> bool:
+        return request_id in self._waiting or request_id in self._in_flight
+
+    def add(self, entry: JournalEntry) -> bool:
+        """Queue ``entry``; False if an entry of its request id is already waiting."""
+        if self.is_pending(entry.request_id):
+            return False
+        self._waiting[entry.request_id] = entry
+        if len(self._waiting) >= self.max_batch:
+            self._full.set()
+        return True
+
+    async def commit(self, request_ids: Sequence[str] = ()) -> None:
+        """Return once ``request_ids`` (default: everything queued now) are on disk."""
+        wanted = list(request_ids) or [*self._waiting, *self._in_flight]
+        while True:
+            if any(rid in self._waiting for rid in wanted):
+                if self._writing is None:
+                    loop = asyncio.get_running_loop()
+                    self._writing = loop.create_task(self._write_once())
+            elif not any(rid in self._in_flight for rid in wanted):
+                return
+            assert self._writing is not None
+            await asyncio.shield(self._writing)
+
+    async def _write_once(self) -> None:
+        try:
+            if self.commit_interval_s > 0 and len(self._waiting) < self.max_batch:
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.commit_interval_s)
+            group, self._waiting = self._waiting, {}
+            self._in_flight = set(group)
+            if not group:
+                return
+            try:
+                await asyncio.to_thread(self.log.append, [e.line() for e in group.values()])
+            except BaseException:
+                self._waiting = {**group, **self._waiting}
+                raise
+            if self._on_durable is not None:
+                self._on_durable(list(group.values()))
+        finally:
+            self._in_flight = set()
+            self._writing = None
+
+    def commit_now(self) -> None:
+        """Write what is queued, blocking (for process exit, when no loop may be running)."""
+        group, self._waiting = self._waiting, {}
+        self.log.append([entry.line() for entry in group.values()])
+        if self._on_durable is not None:
+            self._on_durable(list(group.values()))
