@@ -6,7 +6,8 @@ client's. Small requests to ``gpt-4.1`` at concurrency 32 through:
 * ``raw SDK``: ``openai.AsyncOpenAI`` (``max_retries=0``) in a ``gather`` loop;
 * ``LLMService, plain executor``: :class:`llm.executor.LocalExecutor` (adapter + retries);
 * ``LLMService, in process``: the service's default, the in-process runtime
-  (:class:`runtime.local.EngineExecutor`: breaker, cache gate, limiter, metering);
+  (:class:`runtime.local.EngineExecutor`: breaker, cache gate, limiter, metering), with the
+  default limits configuration, as the actors have it;
 * ``LLMService, actors``: :class:`runtime.executor.RayExecutor` over provider actors
   (Ray started once, before any timing; the actors also journal every call in the ledger).
 
@@ -137,9 +138,12 @@ def _plain(settings: Any) -> Any:
 
 
 def _engine(settings: Any) -> Any:
+    """The in-process runtime as ``LLMService()`` builds it: the same limits configuration
+    (:func:`runtime.limits_config.load_limits`) as the provider actors get, so both paths
+    run the same policy stack (limiter included) and differ only by where it runs."""
     from runtime.local import EngineExecutor
 
-    return EngineExecutor(settings, limits={})
+    return EngineExecutor(settings)
 
 
 @contextlib.contextmanager
