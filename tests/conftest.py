@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from tests.ledger_support import stop_followers  # noqa: F401 (a fixture)
+
 #: Used as the API key everywhere in tests; it must never show up in logs or outputs.
 SENTINEL_KEY = "sk-SENTINEL-0123456789abcdef-DO-NOT-LEAK"
 

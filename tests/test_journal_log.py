@@ -4,17 +4,11 @@ journal sink feeding the LedgerActor (all without Ray)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 
-from actors import ledger_actor as ledger_module
 from actors.ledger_actor import LedgerActor
 from actors.provider_actor import JournalLedgerSink
-from llm.executor import Executed
-from llm.providers.base import ProviderResult
-from llm.types import Usage
 from runtime.journal_log import (
     JOURNAL_DIR,
     GroupCommit,
@@ -23,50 +17,21 @@ from runtime.journal_log import (
     JournalTail,
     read_journal,
 )
-from runtime.ledger_store import LedgerRecord, read_ledger
+from runtime.ledger_store import read_ledger
+from tests.ledger_support import executed, ledger_row
 
-
-@pytest.fixture(autouse=True)
-def stop_followers(monkeypatch):
-    """Every LedgerActor made by a test stops following its journal when the test ends."""
-    made: list[LedgerActor] = []
-    original = LedgerActor.__init__
-
-    def tracking(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        made.append(self)
-
-    monkeypatch.setattr(ledger_module.LedgerActor, "__init__", tracking)
-    yield
-    for ledger in made:
-        if ledger._poller is not None:
-            ledger._poller.cancel()
-
-
-def row(request_id: str, cost: str = "0.001") -> LedgerRecord:
-    return LedgerRecord(
-        request_id=request_id,
-        job_id="job",
-        ts=datetime(2026, 1, 1, tzinfo=UTC),
-        provider="anthropic",
-        model="claude-haiku-4.5",
-        input_tokens=10,
-        output_tokens=5,
-        input_cost=Decimal(cost),
-    )
-
-
-def result(text: str) -> Executed:
-    return Executed(result=ProviderResult(text=text, usage=Usage(input_tokens=10, output_tokens=5)))
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 
 def test_an_entry_round_trips_through_its_line():
-    entry = JournalEntry(row("a", "0.0000000123"), result("tab\tand\nnewline").model_dump_json())
+    entry = JournalEntry(
+        ledger_row("a", cost="0.0000000123"), executed("tab\tand\nnewline").model_dump_json()
+    )
     line = entry.line()
     assert line.count("\t") == 1 and line.count("\n") == 1  # JSON escapes both
     back = JournalEntry.parse(line)
     assert back.record == entry.record and back.result_json == entry.result_json
-    assert JournalEntry.parse(JournalEntry(row("b")).line()).result_json is None
+    assert JournalEntry.parse(JournalEntry(ledger_row("b")).line()).result_json is None
     with pytest.raises(ValueError):
         JournalEntry.parse(line[:30])
 
@@ -74,10 +39,10 @@ def test_an_entry_round_trips_through_its_line():
 def test_the_tail_reads_whole_lines_only_and_each_once(tmp_path):
     log = JournalLog(tmp_path)
     tail = JournalTail(tmp_path)
-    log.append([JournalEntry(row("a")).line()])
+    log.append([JournalEntry(ledger_row("a")).line()])
     assert [e.request_id for e in tail.read_new()] == ["a"]
     assert tail.read_new() == []
-    half = JournalEntry(row("b")).line()
+    half = JournalEntry(ledger_row("b")).line()
     with log.path.open("ab") as handle:  # a line being written right now
         handle.write(half[:25].encode())
     assert tail.read_new() == []
@@ -88,8 +53,8 @@ def test_the_tail_reads_whole_lines_only_and_each_once(tmp_path):
 
 def test_the_tail_follows_every_segment_but_the_skipped_one(tmp_path):
     first, second = JournalLog(tmp_path), JournalLog(tmp_path)
-    first.append([JournalEntry(row("one")).line()])
-    second.append([JournalEntry(row("two")).line()])
+    first.append([JournalEntry(ledger_row("one")).line()])
+    second.append([JournalEntry(ledger_row("two")).line()])
     assert first.path != second.path
     assert [e.request_id for e in JournalTail(tmp_path).read_new(skip=first.path)] == ["two"]
     assert sorted(e.request_id for e in read_journal(tmp_path)) == ["one", "two"]
@@ -111,7 +76,7 @@ async def test_group_commit_shares_writes_and_restores_a_failed_group(tmp_path):
     )
 
     async def one(rid):
-        commit.add(JournalEntry(row(rid)))
+        commit.add(JournalEntry(ledger_row(rid)))
         await commit.commit([rid])
 
     first = asyncio.ensure_future(one("r0"))
@@ -123,7 +88,7 @@ async def test_group_commit_shares_writes_and_restores_a_failed_group(tmp_path):
         raise OSError("disk full")
 
     log.append = broken
-    commit.add(JournalEntry(row("lost?")))
+    commit.add(JournalEntry(ledger_row("lost?")))
     with pytest.raises(OSError):
         await commit.commit()
     assert commit.pending_count == 1 and commit.is_pending("lost?")
@@ -136,16 +101,16 @@ async def test_a_provider_sinks_rows_reach_the_ledger_and_its_results_the_lookup
     ledger = LedgerActor(tmp_path, flush_interval_s=3600, poll_interval_s=3600)
     sink = JournalLedgerSink(tmp_path / JOURNAL_DIR, "llm-ledger", "test")
     await asyncio.gather(
-        sink.record(row("p1"), result("first")),
-        sink.record(row("p2")),
-        sink.record(row("p3"), result("third")),
+        sink.record(ledger_row("p1"), executed("first")),
+        sink.record(ledger_row("p2")),
+        sink.record(ledger_row("p3"), executed("third")),
     )
     assert sink.pending_count == 0
     found = await ledger.lookup(["p1", "p2", "p3"])  # reads the journal before answering
-    assert found == {"p1": result("first"), "p3": result("third")}
+    assert found == {"p1": executed("first"), "p3": executed("third")}
     assert await ledger.flush() == 3
     assert sorted(read_ledger(tmp_path).column("request_id").to_pylist()) == ["p1", "p2", "p3"]
-    await sink.record(row("p1"))  # a re-run after a provider actor restart: billed once
+    await sink.record(ledger_row("p1"))  # a re-run after a provider actor restart: billed once
     assert await ledger.flush() == 0
     assert read_ledger(tmp_path).num_rows == 3
     await sink.aclose()
@@ -155,7 +120,7 @@ async def test_the_ledger_follows_the_journal_on_its_own(tmp_path):
     ledger = LedgerActor(tmp_path, flush_interval_s=0.05, poll_interval_s=0.05)
     await ledger.start()
     sink = JournalLedgerSink(tmp_path / JOURNAL_DIR, "llm-ledger", "test")
-    await sink.record(row("auto"))
+    await sink.record(ledger_row("auto"))
     for _ in range(200):
         if read_ledger(tmp_path).num_rows:
             break

@@ -4,52 +4,16 @@ dedup while rows are in flight, results answered after a restart, healing at sta
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from actors import ledger_actor as ledger_module
 from actors.ledger_actor import JOURNAL_DIR, LedgerActor
-from llm.executor import Executed
-from llm.providers.base import ProviderResult
-from llm.types import Usage
 from runtime.journal_log import read_journal
-from runtime.ledger_store import LedgerRecord, read_ledger
+from runtime.ledger_store import read_ledger
+from tests.ledger_support import executed, ledger_row
 
-
-@pytest.fixture(autouse=True)
-def stop_followers(monkeypatch):
-    """Every LedgerActor made by a test stops following its journal when the test ends."""
-    made: list[LedgerActor] = []
-    original = LedgerActor.__init__
-
-    def tracking(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        made.append(self)
-
-    monkeypatch.setattr(ledger_module.LedgerActor, "__init__", tracking)
-    yield
-    for ledger in made:
-        if ledger._poller is not None:
-            ledger._poller.cancel()
-
-
-def row(request_id: str, job_id: str = "job", cost: str = "0.001") -> LedgerRecord:
-    return LedgerRecord(
-        request_id=request_id,
-        job_id=job_id,
-        ts=datetime(2026, 1, 1, tzinfo=UTC),
-        provider="openai",
-        model="gpt-4.1",
-        input_tokens=10,
-        output_tokens=5,
-        input_cost=Decimal(cost),
-    )
-
-
-def result(text: str) -> Executed:
-    return Executed(result=ProviderResult(text=text, usage=Usage(input_tokens=10, output_tokens=5)))
+pytestmark = pytest.mark.usefixtures("stop_followers")
 
 
 def parts(directory) -> list:
@@ -69,14 +33,14 @@ async def until(predicate, timeout: float = 10.0) -> None:
 
 async def test_concurrent_records_are_journaled_together_and_durable_on_return(tmp_path):
     ledger = LedgerActor(tmp_path, flush_interval_s=3600)
-    accepted = await asyncio.gather(*(ledger.record([row(f"r{i}")]) for i in range(20)))
+    accepted = await asyncio.gather(*(ledger.record([ledger_row(f"r{i}")]) for i in range(20)))
     assert sorted(rid for ids in accepted for rid in ids) == sorted(f"r{i}" for i in range(20))
     assert sorted(journaled_ids(tmp_path)) == sorted(f"r{i}" for i in range(20))
     assert ledger._log.lines_written == 20 and len(list((tmp_path / JOURNAL_DIR).iterdir())) == 1
     assert parts(tmp_path) == []  # Parquet comes later, in bulk
     assert await ledger.flush() == 20
     assert len(parts(tmp_path)) == 1 and read_ledger(tmp_path).num_rows == 20
-    assert await ledger.record([row("r3")]) == []  # already there: dropped
+    assert await ledger.record([ledger_row("r3")]) == []  # already there: dropped
     assert await ledger.flush() == 0 and len(parts(tmp_path)) == 1
     assert ledger._log.lines_written == 20
 
@@ -91,26 +55,28 @@ async def test_rows_arriving_during_a_journal_write_go_in_the_next_one(tmp_path)
         append(lines)
 
     ledger._log.append = counting_append
-    first = asyncio.ensure_future(ledger.record([row("a")]))
+    first = asyncio.ensure_future(ledger.record([ledger_row("a")]))
     await asyncio.sleep(0)  # the first write has started
-    rest = [asyncio.ensure_future(ledger.record([row(f"b{i}")])) for i in range(5)]
+    rest = [asyncio.ensure_future(ledger.record([ledger_row(f"b{i}")])) for i in range(5)]
     await asyncio.gather(first, *rest)
     assert writes == [1, 5]
 
 
 async def test_a_duplicate_of_a_row_still_being_journaled_waits_for_it(tmp_path):
     ledger = LedgerActor(tmp_path, commit_interval_s=0.05, flush_interval_s=3600)
-    first, second = await asyncio.gather(ledger.record([row("x")]), ledger.record([row("x")]))
+    first, second = await asyncio.gather(
+        ledger.record([ledger_row("x")]), ledger.record([ledger_row("x")])
+    )
     assert (first, second) == (["x"], [])
     assert journaled_ids(tmp_path) == ["x"]
 
 
 async def test_commit_interval_gathers_rows_and_max_batch_cuts_it_short(tmp_path):
     ledger = LedgerActor(tmp_path, commit_interval_s=3600, max_batch=3, flush_interval_s=3600)
-    waiting = asyncio.ensure_future(ledger.record([row("a")]))
+    waiting = asyncio.ensure_future(ledger.record([ledger_row("a")]))
     await asyncio.sleep(0.05)
     assert ledger.pending_count() == 1 and not waiting.done()
-    await asyncio.wait_for(ledger.record([row("b"), row("c")]), timeout=10)
+    await asyncio.wait_for(ledger.record([ledger_row("b"), ledger_row("c")]), timeout=10)
     await asyncio.wait_for(waiting, timeout=10)
     assert sorted(journaled_ids(tmp_path)) == ["a", "b", "c"]
     await until(lambda: len(parts(tmp_path)) == 1)  # a full batch is written without the timer
@@ -119,17 +85,17 @@ async def test_commit_interval_gathers_rows_and_max_batch_cuts_it_short(tmp_path
 
 async def test_the_interval_timer_writes_a_part_file(tmp_path):
     ledger = LedgerActor(tmp_path, flush_interval_s=0.05)
-    await ledger.record([row("t1"), row("t2")])
+    await ledger.record([ledger_row("t1"), ledger_row("t2")])
     await until(lambda: len(parts(tmp_path)) == 1)
     assert sorted(read_ledger(tmp_path).column("request_id").to_pylist()) == ["t1", "t2"]
 
 
 async def test_journaled_results_survive_a_restart(tmp_path):
     ledger = LedgerActor(tmp_path)
-    await ledger.record([row("j1"), row("j2")], {"j1": result("answer one")})
+    await ledger.record([ledger_row("j1"), ledger_row("j2")], {"j1": executed("answer one")})
     restarted = LedgerActor(tmp_path)
     found = await restarted.lookup(["j1", "j2", "nope"])
-    assert found == {"j1": result("answer one")}
+    assert found == {"j1": executed("answer one")}
     totals = await restarted.totals(job_id="job")
     assert totals["requests"] == 2 and totals["total_cost"] == Decimal("0.002")
     assert (await restarted.totals(job_id="other"))["requests"] == 0
@@ -137,24 +103,24 @@ async def test_journaled_results_survive_a_restart(tmp_path):
 
 async def test_journaled_rows_missing_from_parquet_are_written_at_start(tmp_path):
     killed = LedgerActor(tmp_path, flush_interval_s=3600)
-    await killed.record([row("h1")], {"h1": result("kept")})
+    await killed.record([ledger_row("h1")], {"h1": executed("kept")})
     assert read_ledger(tmp_path).num_rows == 0  # acknowledged, but only in the journal
     restarted = LedgerActor(tmp_path)  # as after a kill: the first never wrote Parquet
     assert read_ledger(tmp_path).column("request_id").to_pylist() == ["h1"]
-    assert (await restarted.lookup(["h1"]))["h1"] == result("kept")
-    assert await restarted.record([row("h1")]) == []  # and it is not billed again
+    assert (await restarted.lookup(["h1"]))["h1"] == executed("kept")
+    assert await restarted.record([ledger_row("h1")]) == []  # and it is not billed again
     assert await restarted.flush() == 0
 
 
 async def test_a_torn_last_journal_line_is_skipped(tmp_path):
     first = LedgerActor(tmp_path, flush_interval_s=3600)
-    await first.record([row("ok1")], {"ok1": result("fine")})
+    await first.record([ledger_row("ok1")], {"ok1": executed("fine")})
     segment = first._log.path
     with segment.open("ab") as handle:  # a write cut short by a kill
-        handle.write(row("torn").model_dump_json().encode()[:40])
+        handle.write(ledger_row("torn").model_dump_json().encode()[:40])
     restarted = LedgerActor(tmp_path)
     assert read_ledger(tmp_path).column("request_id").to_pylist() == ["ok1"]
-    assert (await restarted.lookup(["ok1"]))["ok1"] == result("fine")
+    assert (await restarted.lookup(["ok1"]))["ok1"] == executed("fine")
 
 
 async def test_a_failed_journal_write_fails_the_record_and_keeps_nothing_half_done(tmp_path):
@@ -165,16 +131,16 @@ async def test_a_failed_journal_write_fails_the_record_and_keeps_nothing_half_do
 
     ledger._log.append = broken
     with pytest.raises(OSError):
-        await ledger.record([row("f1")])
+        await ledger.record([ledger_row("f1")])
     assert ledger.pending_count() == 1  # still waiting, not acknowledged
     del ledger._log.append  # the disk is back
-    assert await ledger.record([row("f1")]) == []  # the retry joins the pending row
+    assert await ledger.record([ledger_row("f1")]) == []  # the retry joins the pending row
     assert journaled_ids(tmp_path) == ["f1"]
 
 
 async def test_a_failed_parquet_write_keeps_the_rows_for_the_next_flush(tmp_path):
     ledger = LedgerActor(tmp_path, flush_interval_s=3600)
-    await ledger.record([row("p1"), row("p2")])
+    await ledger.record([ledger_row("p1"), ledger_row("p2")])
     write = ledger._writer.write_batch
 
     def broken(batch):
@@ -198,11 +164,11 @@ def test_legacy_parquet_journal_parts_are_still_read(tmp_path):
         {
             "request_id": ["old"],
             "job_id": ["job"],
-            "record": [row("old").model_dump_json(round_trip=True)],
-            "result": [result("from before").model_dump_json(round_trip=True)],
+            "record": [ledger_row("old").model_dump_json(round_trip=True)],
+            "result": [executed("from before").model_dump_json(round_trip=True)],
         }
     )
     write_parquet_atomically(legacy, new_part_path(tmp_path / JOURNAL_DIR))
     restarted = LedgerActor(tmp_path)
     assert read_ledger(tmp_path).column("request_id").to_pylist() == ["old"]
-    assert asyncio.run(restarted.lookup(["old"]))["old"] == result("from before")
+    assert asyncio.run(restarted.lookup(["old"]))["old"] == executed("from before")
