@@ -1,8 +1,9 @@
 """Where the engine writes ledger rows and journals results: the :class:`LedgerSink` seam.
 
 The :class:`~runtime.engine.ProviderEngine` awaits :meth:`LedgerSink.record` before it
-returns a result, so a sink must not return until the row is durable (the LedgerActor returns
-after its group commit). For calls of a batch job the engine also passes the
+returns a result, so a sink must not return until the row is durable (a provider actor's
+:class:`~actors.provider_actor.JournalLedgerSink` returns once the row's line in its journal
+segment is fsynced; see :mod:`runtime.journal_log`). For calls of a batch job the engine also passes the
 :class:`~llm.executor.Executed` result, which the sink journals so that a rerun of the same
 ``request_id`` is answered by :meth:`LedgerSink.lookup` instead of a second, billed call.
 
