@@ -168,10 +168,21 @@ def ray_runtime(settings: Any) -> Iterator[tuple[Any, float]]:
     started = time.perf_counter()
     with _environ(RAY_ADDRESS="local"):
         runtime = Runtime(settings=settings, namespace="llm-bench").start()
+    _wait_until_ready(runtime)
     try:
         yield runtime, time.perf_counter() - started
     finally:
         runtime.shutdown(kill_actors=True)
+
+
+def _wait_until_ready(runtime: Any) -> None:
+    """Every actor answers (their processes are up and done importing): actors still
+    starting in the background would otherwise eat CPU during the first timed rounds."""
+    import ray
+
+    handles = [h for hs in runtime.provider_actors().values() for h in hs]
+    ray.get([h.describe.remote() for h in handles] + [runtime.router().routes.remote()])
+    ray.get(runtime.ledger().flush.remote())
 
 
 async def _open_paths(
