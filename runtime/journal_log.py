@@ -101,13 +101,24 @@ class JournalLog:
         return self._handle
 
     def append(self, lines: Sequence[str]) -> None:
-        """Append ``lines`` and fsync; they are durable when this returns."""
+        """Append ``lines`` and fsync; they are durable when this returns.
+
+        A failed append may have left part of a line in the segment. The segment is then
+        given up (it ends in that torn line, which readers never return) and the next append
+        opens a new one, so a retried line is never glued to the torn one.
+        """
         if not lines:
             return
         handle = self._open()
-        handle.write("".join(lines).encode())
-        handle.flush()
-        os.fsync(handle.fileno())
+        try:
+            handle.write("".join(lines).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            self._handle = None
+            with contextlib.suppress(OSError):
+                handle.close()
+            raise
         self.lines_written += len(lines)
 
     def close(self) -> None:

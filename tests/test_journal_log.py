@@ -126,3 +126,31 @@ async def test_the_ledger_follows_the_journal_on_its_own(tmp_path):
             break
         await asyncio.sleep(0.02)
     assert read_ledger(tmp_path).column("request_id").to_pylist() == ["auto"]
+
+
+class _TearingHandle:
+    """A segment handle whose next write stores only part of the data, then fails."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def write(self, data: bytes) -> int:
+        self.real.write(data[:25])
+        self.real.flush()
+        raise OSError("disk full")
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_a_line_retried_after_a_torn_write_is_not_glued_to_it(tmp_path):
+    log = JournalLog(tmp_path)
+    log.append([JournalEntry(ledger_row("before")).line()])
+    first_segment = log.path
+    log._handle = _TearingHandle(log._handle)
+    line = JournalEntry(ledger_row("retried")).line()
+    with pytest.raises(OSError):
+        log.append([line])
+    log.append([line])  # the retry goes to a fresh segment
+    assert log.path != first_segment
+    assert sorted(e.request_id for e in read_journal(tmp_path)) == ["before", "retried"]
