@@ -146,9 +146,7 @@ class LedgerActor:
             rid = row.request_id
             if self._writer.knows(rid):
                 continue
-            result = results.get(rid)
-            payload = None if result is None else _result_json(result)
-            if self._commit.add(JournalEntry(row, payload)):
+            if self._commit.add(JournalEntry.of_call(row, results.get(rid))):
                 accepted.append(rid)
         await self._commit.commit([row.request_id for row in rows])
         self._schedule_write()
@@ -240,10 +238,6 @@ class LedgerActor:
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
-
-
-def _result_json(result: Executed) -> str:
-    return Executed.model_validate(result).model_dump_json(round_trip=True)
 
 
 def ledger_summary(table: pa.Table, *, job_id: str | None = None) -> dict[str, Any]:

@@ -89,8 +89,7 @@ class JournalLedgerSink:
 
     async def record(self, record: LedgerRecord, result: Executed | None = None) -> None:
         """Journal one ledger row (and the result); return once it is on disk."""
-        payload = None if result is None else result.model_dump_json(round_trip=True)
-        self._commit.add(JournalEntry(record, payload))
+        self._commit.add(JournalEntry.of_call(record, result))
         await self._commit.commit([record.request_id])
 
     async def lookup(self, request_ids: list[str]) -> dict[str, Executed]:

@@ -40,6 +40,7 @@ from typing import BinaryIO
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from llm.executor import Executed
 from runtime.ledger_store import LedgerRecord
 from runtime.parquet_files import fsync_directory
 
@@ -56,6 +57,13 @@ class JournalEntry:
 
     record: LedgerRecord
     result_json: str | None = None
+
+    @classmethod
+    def of_call(cls, record: LedgerRecord, result: Executed | None = None) -> JournalEntry:
+        """The entry of one finished call: its row, and its result when it has one."""
+        if result is None:
+            return cls(record)
+        return cls(record, Executed.model_validate(result).model_dump_json(round_trip=True))
 
     @property
     def request_id(self) -> str:
