@@ -158,7 +158,11 @@ class LedgerActor:
             return
         if self._writer.pending_count >= self.max_batch:
             self._start_write()
-        elif self._write_timer is None:
+        else:
+            self._arm_write_timer()
+
+    def _arm_write_timer(self) -> None:
+        if self._write_timer is None:
             loop = asyncio.get_running_loop()
             self._write_timer = loop.call_later(self.flush_interval_s, self._start_write)
 
@@ -168,6 +172,8 @@ class LedgerActor:
             self._write_timer = None
         if self._writing is None:
             self._writing = asyncio.get_running_loop().create_task(self._write_parquet())
+            # A write the timer started has no one awaiting it; its failure is logged already.
+            self._writing.add_done_callback(lambda task: task.cancelled() or task.exception())
         return self._writing
 
     async def _write_parquet(self) -> int:
@@ -182,7 +188,10 @@ class LedgerActor:
         finally:
             self._writer.settle_batch(batch, written=written)
             self._writing = None
-            self._schedule_write()
+            if written:
+                self._schedule_write()
+            else:  # retry after the interval, not at once (a full disk stays full)
+                self._arm_write_timer()
         if not written:
             raise OSError("the ledger part file could not be written")
         return len(batch)

@@ -4,6 +4,7 @@ dedup while rows are in flight, results answered after a restart, healing at sta
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import pytest
@@ -152,6 +153,24 @@ async def test_a_failed_parquet_write_keeps_the_rows_for_the_next_flush(tmp_path
     assert ledger._writer.pending_count == 2
     ledger._writer.write_batch = write
     assert await ledger.flush() == 2
+    assert read_ledger(tmp_path).num_rows == 2
+
+
+async def test_a_failing_parquet_write_is_retried_after_the_interval_not_at_once(tmp_path):
+    ledger = LedgerActor(tmp_path, max_batch=2, flush_interval_s=0.2)
+    attempts: list[float] = []
+    write = ledger._writer.write_batch
+
+    def broken(batch):
+        attempts.append(time.monotonic())
+        raise OSError("disk full")
+
+    ledger._writer.write_batch = broken
+    await ledger.record([ledger_row("f1"), ledger_row("f2")])  # a full batch: written at once
+    await asyncio.sleep(0.5)
+    assert 1 <= len(attempts) <= 4  # once, then once per interval (a tight loop makes 1000s)
+    ledger._writer.write_batch = write
+    await until(lambda: len(parts(tmp_path)) == 1)
     assert read_ledger(tmp_path).num_rows == 2
 
 
