@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm.config import Settings
-from llm.exceptions import LLMError, ProviderConnectionError
+from llm.exceptions import ProviderConnectionError
 from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult
 from llm.retry import RetryConfig, RetryPolicy
 
@@ -99,7 +99,6 @@ class LocalExecutor:
     ) -> None:
         self.settings = settings
         self.retry_policy = RetryPolicy(retry_config or RetryConfig(), sleep=sleep)
-        self._sleep = sleep
         self._adapter_factory = adapter_factory
         self._adapters: dict[str, ProviderAdapter] = {}
 
@@ -129,34 +128,25 @@ class LocalExecutor:
     ) -> AsyncIterator[str | Executed]:
         """Stream ``request``; failures before the first text chunk are retried."""
         adapter = self.adapter(request.model.provider)
-        policy = self.retry_policy
-        on_retry = _retry_logger(request, ctx)
-        attempt = 1
-        while True:
-            started = False
-            try:
-                async with contextlib.aclosing(adapter.stream(request)) as stream:
-                    async for item in stream:
-                        if isinstance(item, ProviderResult):
-                            yield Executed(result=item, attempts=attempt)
-                            return
-                        if item:
-                            started = True
-                            yield item
-                raise ProviderConnectionError(
-                    "stream ended without a final result",
-                    provider=request.model.provider,
-                    model=request.model.name,
-                )
-            except LLMError as error:
-                last = attempt > policy.config.max_retries
-                if started or last or not policy.is_retryable(error):
-                    error.attempts = attempt  # type: ignore[attr-defined]
-                    raise
-                delay = policy.delay_for(attempt, error)
-                on_retry(attempt, error, delay)
-                await self._sleep(delay)
-                attempt += 1
+
+        async def attempt(number: int) -> AsyncIterator[str | Executed]:
+            async with contextlib.aclosing(adapter.stream(request)) as stream:
+                async for item in stream:
+                    if isinstance(item, ProviderResult):
+                        yield Executed(result=item, attempts=number)
+                        return
+                    if item:
+                        yield item
+            raise ProviderConnectionError(
+                "stream ended without a final result",
+                provider=request.model.provider,
+                model=request.model.name,
+            )
+
+        stream = self.retry_policy.run_stream(attempt, on_retry=_retry_logger(request, ctx))
+        async with contextlib.aclosing(stream) as items:
+            async for item in items:
+                yield item
 
     async def aclose(self) -> None:
         """Close every adapter's connection pool."""

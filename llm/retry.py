@@ -27,10 +27,11 @@ adapters, which fill ``retry_after_s`` when they map a provider error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -142,6 +143,33 @@ class RetryPolicy:
                 return await fn(attempt), attempt
             except Exception as error:
                 if attempt >= last_attempt or not self.is_retryable(error):
+                    _set_attempts(error, attempt)
+                    raise
+                delay = self.delay_for(attempt, error)
+                if callback is not None:
+                    callback(attempt, error, delay)
+            await self._sleep(delay)
+            attempt += 1
+
+    async def run_stream(
+        self, open_stream: Callable[[int], AsyncIterator[T]], *, on_retry: OnRetry | None = None
+    ) -> AsyncIterator[T]:
+        """Yield the items of ``open_stream(attempt)``, retrying like :meth:`run` as long as
+        no item has been yielded; once one has, a failure is re-raised (the caller has seen
+        part of the answer). Errors carry ``error.attempts`` as in :meth:`run`."""
+        callback = on_retry or self._on_retry
+        last_attempt = self.config.max_retries + 1
+        attempt = 1
+        while True:
+            sent = False
+            try:
+                async with contextlib.aclosing(open_stream(attempt)) as stream:
+                    async for item in stream:
+                        sent = True
+                        yield item
+                return
+            except Exception as error:
+                if sent or attempt >= last_attempt or not self.is_retryable(error):
                     _set_attempts(error, attempt)
                     raise
                 delay = self.delay_for(attempt, error)

@@ -170,7 +170,6 @@ class ProviderEngine:
         self.gate = gate or CacheGate(clock=clock)
         self._adapter = adapter
         self._clock = clock
-        self._sleep = sleep
         self._counters = _Counters()
         self.in_flight = 0
 
@@ -385,29 +384,20 @@ class ProviderEngine:
         self, request: ProviderRequest, ctx: CallContext
     ) -> AsyncIterator[str | Executed]:
         """Text chunks then one Executed; retried while nothing has been yielded."""
-        policy = self.retry_policy
-        on_retry = self._on_retry(request, ctx)
-        attempt = 1
-        while True:
-            sent = False
-            try:
-                async with contextlib.aclosing(self._stream_once(request)) as stream:
-                    async for item in stream:
-                        if isinstance(item, ProviderResult):
-                            yield Executed(result=item, attempts=attempt)
-                            return
-                        sent = True
-                        yield item
-                raise self._no_final_result(request)  # pragma: no cover (_stream_once ends so)
-            except Exception as error:
-                last = attempt > policy.config.max_retries
-                if sent or last or not policy.is_retryable(error):
-                    _set_attempts(error, attempt)
-                    raise
-                delay = policy.delay_for(attempt, error)
-                on_retry(attempt, error, delay)
-            await self._sleep(delay)
-            attempt += 1
+
+        async def attempt(number: int) -> AsyncIterator[str | Executed]:
+            async with contextlib.aclosing(self._stream_once(request)) as stream:
+                async for item in stream:
+                    if isinstance(item, ProviderResult):
+                        yield Executed(result=item, attempts=number)
+                        return
+                    yield item
+            raise self._no_final_result(request)  # pragma: no cover (_stream_once ends so)
+
+        stream = self.retry_policy.run_stream(attempt, on_retry=self._on_retry(request, ctx))
+        async with contextlib.aclosing(stream) as items:
+            async for item in items:
+                yield item
 
     async def _stream_once(self, request: ProviderRequest) -> AsyncIterator[str | ProviderResult]:
         """One streamed attempt under every per-attempt policy; ends with the ProviderResult."""
@@ -450,10 +440,3 @@ class ProviderEngine:
             )
 
         return log_retry
-
-
-def _set_attempts(error: BaseException, attempts: int) -> None:
-    try:
-        error.attempts = attempts  # type: ignore[attr-defined]
-    except AttributeError:
-        pass

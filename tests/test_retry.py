@@ -311,3 +311,60 @@ def test_parse_google_retry_delay_absent():
     assert parse_google_retry_delay([{"@type": "type.googleapis.com/google.rpc.Help"}]) is None
     assert parse_google_retry_delay(None) is None
     assert parse_google_retry_delay({"error": {"code": 500}}) is None
+
+
+# --- run_stream -------------------------------------------------------------------------
+
+
+async def _collect(stream):
+    return [item async for item in stream]
+
+
+async def test_run_stream_retries_only_until_the_first_item():
+    retry, sleep = policy(max_retries=3, initial_delay=1.0)
+    opened: list[int] = []
+
+    async def attempt(number: int):
+        opened.append(number)
+        if number == 1:
+            raise ProviderConnectionError("reset before any text")
+        yield f"chunk {number}"
+        raise ProviderConnectionError("cut after text")
+
+    with pytest.raises(ProviderConnectionError, match="cut after text") as caught:
+        await _collect(retry.run_stream(attempt))
+    assert opened == [1, 2] and sleep.delays == [1.0]  # one retry, then no more
+    assert caught.value.attempts == 2
+
+
+async def test_run_stream_gives_up_on_unretryable_and_after_the_last_attempt():
+    retry, sleep = policy(max_retries=2, initial_delay=1.0)
+    seen: list[tuple[int, float]] = []
+
+    async def always_overloaded(number: int):
+        raise ProviderOverloadedError("busy")
+        yield  # an async generator
+
+    with pytest.raises(ProviderOverloadedError) as caught:
+        await _collect(
+            retry.run_stream(always_overloaded, on_retry=lambda n, e, d: seen.append((n, d)))
+        )
+    assert caught.value.attempts == 3 and seen == [(1, 1.0), (2, 2.0)]
+
+    async def bad_request(number: int):
+        raise InvalidRequestError("no")
+        yield
+
+    with pytest.raises(InvalidRequestError) as caught:
+        await _collect(retry.run_stream(bad_request))
+    assert caught.value.attempts == 1 and sleep.delays == [1.0, 2.0]
+
+
+async def test_run_stream_passes_a_whole_stream_through():
+    retry, sleep = policy()
+
+    async def attempt(number: int):
+        for text in ("a", "b"):
+            yield text
+
+    assert await _collect(retry.run_stream(attempt)) == ["a", "b"] and sleep.delays == []
