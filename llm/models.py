@@ -11,7 +11,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Provider = Literal["anthropic", "openai", "google"]
 #: How a model takes a reasoning budget:
@@ -19,6 +19,8 @@ Provider = Literal["anthropic", "openai", "google"]
 #: gemini_budget (thinkingConfig.thinkingBudget), gemini_level (thinkingConfig.thinkingLevel).
 ReasoningStyle = Literal["anthropic_budget", "openai_effort", "gemini_budget", "gemini_level"]
 LifecycleStatus = Literal["active", "deprecated", "retired"]
+#: A model retiring within this many days counts as deprecated, whatever its deprecation date.
+RETIREMENT_NOTICE = dt.timedelta(days=30)
 
 
 class _Frozen(BaseModel):
@@ -35,13 +37,39 @@ class PriceTier(_Frozen):
     cache_write_1h: Decimal | None = None
 
 
+class PriceChange(_Frozen):
+    """Rates that replace the model's rates from ``effective_from`` (a UTC date) on."""
+
+    effective_from: dt.date
+    standard: PriceTier
+    #: The long-context tier from that date (the threshold stays the model's).
+    long_context: PriceTier | None = None
+
+
 class Pricing(_Frozen):
-    """Standard rates, an optional long-context tier, explicit-cache storage, provenance."""
+    """Standard rates, an optional long-context tier, explicit-cache storage, provenance.
+
+    ``standard``/``long_context`` are the rates in force before the first of ``changes``
+    (dated price changes, such as an introductory price ending); :func:`llm.pricing.rates_on`
+    picks the rates in force on a given day.
+    """
 
     standard: PriceTier
     #: Prompts with more input tokens than this are billed entirely at ``long_context``.
     long_context_threshold: int | None = None
     long_context: PriceTier | None = None
+    #: Later rates, by date (sorted on load).
+    changes: tuple[PriceChange, ...] = ()
+
+    @field_validator("changes")
+    @classmethod
+    def _by_date(cls, changes: tuple[PriceChange, ...]) -> tuple[PriceChange, ...]:
+        ordered = tuple(sorted(changes, key=lambda change: change.effective_from))
+        days = [change.effective_from for change in ordered]
+        if len(set(days)) != len(days):
+            raise ValueError("pricing.changes has two changes on the same date")
+        return ordered
+
     #: Gemini explicit caches: USD per million tokens per hour of storage.
     cache_storage_per_hour: Decimal | None = None
     source: str = ""
@@ -68,14 +96,20 @@ class Lifecycle(_Frozen):
     deprecated_on: dt.date | None = None
     retires_on: dt.date | None = None
     replacement: str | None = None
+    #: Still served but superseded (the provider's "legacy"/"previous" models): recommendations
+    #: and fallbacks rank it after current models; no warning is shown.
+    legacy: bool = False
     note: str = ""
 
     def status_on(self, today: dt.date) -> LifecycleStatus:
-        """The status on ``today``: past the retirement date means retired."""
+        """The status on ``today``: past the retirement date means retired; within
+        :data:`RETIREMENT_NOTICE` of it means deprecated even before ``deprecated_on``."""
         if self.retires_on is not None and today >= self.retires_on:
             return "retired"
         if self.status == "retired":
             return "retired"
+        if self.retires_on is not None and self.retires_on - today <= RETIREMENT_NOTICE:
+            return "deprecated"
         if self.deprecated_on is not None:
             return "deprecated" if today >= self.deprecated_on else "active"
         if self.retires_on is not None:  # a shutdown date is announced: deprecated until then

@@ -7,7 +7,9 @@ all come from the registry. Steps, for a task and budget:
    what the task needs: ``vision`` for vision_analysis, ``reasoning`` for deep_reasoning,
    ``structured_output`` for structured_extraction, ``speed >= FAST_SPEED`` for
    fast_evaluation, plus any capability in ``require``.
-2. Order, using the model's task score (0..10) and its blended price
+2. Order: current models before *legacy* ones (``lifecycle.legacy``: still served but
+   superseded, like Anthropic's 4.6 line), then by the model's task score (0..10) and its
+   blended price
    ``3 x input + output`` (USD per 1M tokens, standard tier; a 3:1 prompt-heavy mix):
 
    * ``low``: the cheapest model whose score is at least ``MIN_ACCEPTABLE_SCORE``; models
@@ -105,14 +107,16 @@ def _candidates(
 def _sort_key(task: str, budget: str) -> Callable[[ModelInfo], tuple]:
     def low(model: ModelInfo) -> tuple:
         below_bar = task_score(model, task) < MIN_ACCEPTABLE_SCORE
-        return (below_bar, blended_price(model), -task_score(model, task), model.name)
+        legacy = model.lifecycle.legacy
+        return (legacy, below_bar, blended_price(model), -task_score(model, task), model.name)
 
     def medium(model: ModelInfo) -> tuple:
         value = task_score(model, task) - PRICE_WEIGHT * _log_price(model)
-        return (-value, blended_price(model), model.name)
+        return (model.lifecycle.legacy, -value, blended_price(model), model.name)
 
     def high(model: ModelInfo) -> tuple:
-        return (-task_score(model, task), blended_price(model), model.name)
+        legacy = model.lifecycle.legacy
+        return (legacy, -task_score(model, task), blended_price(model), model.name)
 
     return {"low": low, "medium": medium, "high": high}[budget]
 
@@ -167,8 +171,8 @@ def fallback_models(
     """Active models of the *other* providers that can stand in for ``model``, best first.
 
     A fallback has every core capability ``model`` has (vision, tools, structured output,
-    reasoning). "Best" is the closest match: smallest ``|general score difference| +
-    PRICE_WEIGHT x |log10 of the blended price ratio|``.
+    reasoning). "Best" is the closest match among current models (legacy ones follow):
+    smallest ``|general score difference| + PRICE_WEIGHT x |log10 of the blended price ratio|``.
     """
     day = today or dt.date.today()
     needs = frozenset(name for name in CORE_CAPABILITIES if getattr(model.capabilities, name))
@@ -181,9 +185,9 @@ def fallback_models(
     ]
     reference_score, reference_price = task_score(model, "general"), _log_price(model)
 
-    def distance(candidate: ModelInfo) -> tuple[float, str]:
+    def distance(candidate: ModelInfo) -> tuple[bool, float, str]:
         score_gap = abs(task_score(candidate, "general") - reference_score)
         price_gap = abs(_log_price(candidate) - reference_price)
-        return (score_gap + PRICE_WEIGHT * price_gap, candidate.name)
+        return (candidate.lifecycle.legacy, score_gap + PRICE_WEIGHT * price_gap, candidate.name)
 
     return sorted(others, key=distance)

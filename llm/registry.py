@@ -62,6 +62,12 @@ def _check_consistency(model: ModelInfo) -> None:
     pricing = model.pricing
     if (pricing.long_context_threshold is None) != (pricing.long_context is None):
         raise ValueError("pricing.long_context and long_context_threshold must be set together")
+    for change in pricing.changes:
+        if (pricing.long_context is None) != (change.long_context is None):
+            raise ValueError(
+                f"pricing.changes ({change.effective_from}): long_context must be set exactly "
+                "when the model has a long-context tier"
+            )
     caps = model.capabilities
     if caps.reasoning_style is not None and not caps.reasoning:
         raise ValueError("capabilities.reasoning_style is set but reasoning is false")

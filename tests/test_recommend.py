@@ -23,18 +23,21 @@ from llm.recommend import (
     fallback_models,
     get_best_model_for_task,
     rank_models,
+    task_score,
 )
 from llm.registry import Registry, load_registry
 
 TODAY = dt.date(2026, 11, 24)
 REGISTRY = load_registry()
+#: Deprecated on TODAY: sonnet-4.5, opus-4.5, gpt-5, gpt-5-mini, o3, gpt-4.1, gpt-4o, the
+#: gemini-2.5 Pro/Flash (all retire within months); gpt-5.1, gpt-5.4-nano, gemini-3.1-flash-lite.
 ACTIVE = {
-    "claude-opus-4.6",
-    "claude-sonnet-4.6",
-    "claude-haiku-4.5",
-    "gemini-2.5-flash-lite",
-    "gemini-3.1-pro-preview",
+    m.name
+    for m in REGISTRY.models()
+    if m.lifecycle.retires_on is None and m.lifecycle.status == "active"
 }
+#: Superseded but served: ranked after every current model.
+LEGACY = {m.name for m in REGISTRY.models() if m.lifecycle.legacy}
 
 
 def best(task: str, budget: str) -> str:
@@ -44,38 +47,33 @@ def best(task: str, budget: str) -> str:
 @pytest.mark.parametrize(
     ("task", "budget", "expected"),
     [
-        # brief: vision -> Gemini. low: cheapest vision model scoring >= 7 = flash-lite ($0.70);
-        # medium: gemini-3.1 9.5 - 1.255 = 8.245 > flash-lite 7.5 + 0.155 = 7.655
-        ("vision_analysis", "low", "gemini-2.5-flash-lite"),
+        # brief: vision -> Gemini. low: the cheapest current model scoring >= 7 on vision is
+        # gemini-3.5-flash-lite ($3.40; haiku-5.5 6.8 and gpt-6-luna 6.9 are below the bar);
+        # medium: gemini-3.1-pro 9.5 - log10(18) 1.255 = 8.245
+        ("vision_analysis", "low", "gemini-3.5-flash-lite"),
         ("vision_analysis", "medium", "gemini-3.1-pro-preview"),
         ("vision_analysis", "high", "gemini-3.1-pro-preview"),
-        # brief: code -> Sonnet 4.5, now 4.6. medium: sonnet 9.5 - 1.380 = 8.120 >
-        # opus 9.6 - 1.602 = 7.998; low: flash-lite (6.5) is below the bar -> haiku 7.8
-        ("code_generation", "low", "claude-haiku-4.5"),
-        ("code_generation", "medium", "claude-sonnet-4.6"),
-        ("code_generation", "high", "claude-opus-4.6"),
-        # brief: o4-mini (retired). medium: gemini-3.1 9.6 - 1.255 = 8.345 > opus 7.898;
-        # low: haiku 7.0 is the cheapest at the bar (flash-lite 6.8 is below it)
-        ("deep_reasoning", "low", "claude-haiku-4.5"),
-        ("deep_reasoning", "medium", "gemini-3.1-pro-preview"),
-        ("deep_reasoning", "high", "gemini-3.1-pro-preview"),
-        # brief: haiku. Only speed >= 7 qualifies (haiku 8, flash-lite 9).
-        # medium: haiku 8.8 - 0.903 = 7.897 > flash-lite 7.0 + 0.155 = 7.155
-        ("fast_evaluation", "low", "gemini-2.5-flash-lite"),
-        ("fast_evaluation", "medium", "claude-haiku-4.5"),
-        ("fast_evaluation", "high", "claude-haiku-4.5"),
-        # brief: Sonnet. medium: sonnet 9.5 - 1.380 = 8.120 > opus 9.6 - 1.602 = 7.998 >
-        # flash-lite 7.8 + 0.155 = 7.955
-        ("structured_extraction", "low", "gemini-2.5-flash-lite"),
-        ("structured_extraction", "medium", "claude-sonnet-4.6"),
-        ("structured_extraction", "high", "claude-opus-4.6"),
-        # classification medium: flash-lite 7.8 + 0.155 = 7.955 > gemini-3.1 8.9 - 1.255
-        ("classification", "low", "gemini-2.5-flash-lite"),
-        ("classification", "medium", "gemini-2.5-flash-lite"),
-        ("classification", "high", "claude-opus-4.6"),
-        ("summarization", "medium", "gemini-3.1-pro-preview"),  # 9.1 - 1.255 = 7.845
-        ("general", "medium", "gemini-3.1-pro-preview"),  # 9.2 - 1.255 = 7.945 > opus 7.898
-        ("general", "high", "claude-opus-4.6"),
+        # brief: code -> Sonnet, now 5.5. medium: sonnet-5.5 9.6 - log10(16) 1.204 = 8.396 >
+        # haiku-5.5 8.0 + 0.097; low: haiku-5.5 ($0.80) is the cheapest at the bar
+        ("code_generation", "low", "claude-haiku-5.5"),
+        ("code_generation", "medium", "claude-sonnet-5.5"),
+        ("code_generation", "high", "claude-fable-5.2"),
+        # brief: cost-efficient thinking model. medium: argon 9.6 - log10(16) = 8.396
+        ("deep_reasoning", "low", "claude-haiku-5.5"),
+        ("deep_reasoning", "medium", "gemini-4-argon"),
+        ("deep_reasoning", "high", "claude-fable-5.2"),
+        # brief: Haiku, now 5.5 (fast_evaluation 9.0, $0.80).
+        ("fast_evaluation", "low", "claude-haiku-5.5"),
+        ("fast_evaluation", "medium", "claude-haiku-5.5"),
+        ("fast_evaluation", "high", "claude-haiku-5.5"),
+        # brief: Claude. haiku-5.5 8.3 + 0.097 > sonnet-5.5 9.6 - 1.204
+        ("structured_extraction", "low", "claude-haiku-5.5"),
+        ("structured_extraction", "medium", "claude-haiku-5.5"),
+        ("structured_extraction", "high", "claude-fable-5.2"),
+        ("classification", "medium", "claude-haiku-5.5"),
+        ("summarization", "medium", "claude-haiku-5.5"),
+        ("general", "medium", "claude-haiku-5.5"),
+        ("general", "high", "claude-fable-5.2"),
     ],
 )
 def test_picks_on_2026_11_24(task, budget, expected):
@@ -88,28 +86,38 @@ def test_never_deprecated_or_retired(task, budget):
     ranked = rank_models(task, budget, today=TODAY, registry=REGISTRY)
     assert ranked and {m.name for m in ranked} <= ACTIVE
     assert all(m.status_on(TODAY) == "active" for m in ranked)
+    legacy = [m.lifecycle.legacy for m in ranked]
+    assert legacy == sorted(legacy)  # every current model ranks before every legacy one
+    assert ranked[0].name not in LEGACY
 
 
 def test_task_needs_filter_candidates():
     reasoning = rank_models("deep_reasoning", today=TODAY, registry=REGISTRY)
     assert all(m.capabilities.reasoning for m in reasoning)
     fast = rank_models("fast_evaluation", today=TODAY, registry=REGISTRY)
-    assert {m.name for m in fast} == {"claude-haiku-4.5", "gemini-2.5-flash-lite"}
+    assert all(m.speed >= 7 for m in fast)
+    assert {"claude-haiku-5.5", "gemini-3.8-flash", "gpt-6-luna"} <= {m.name for m in fast}
+    assert {"claude-sonnet-5.5", "gpt-6.1-sol"}.isdisjoint(m.name for m in fast)
 
 
 def test_vision_low_is_the_cheapest_active_vision_model():
     pick = REGISTRY.get(best("vision_analysis", "low"))
-    active_vision = [
-        m for m in REGISTRY.models() if m.capabilities.vision and m.status_on(TODAY) == "active"
+    at_the_bar = [
+        m
+        for m in REGISTRY.models()
+        if m.capabilities.vision
+        and m.status_on(TODAY) == "active"
+        and not m.lifecycle.legacy
+        and task_score(m, "vision_analysis") >= 7
     ]
     assert pick.capabilities.vision
-    assert blended_price(pick) == min(blended_price(m) for m in active_vision) == Decimal("0.70")
+    assert blended_price(pick) == min(blended_price(m) for m in at_the_bar) == Decimal("3.40")
 
 
 def test_default_registry_is_the_shared_one():
-    # On 2027-02-01 opus-4.5, gpt-4.1 and gpt-4o have retired too; sonnet-4.6 still wins.
+    # On 2027-02-01 opus-4.5, gpt-4.1 and gpt-4o have retired too; sonnet-5.5 still wins.
     assert get_best_model_for_task("code_generation", today=dt.date(2027, 2, 1)) == (
-        "claude-sonnet-4.6"
+        "claude-sonnet-5.5"
     )
 
 
@@ -132,18 +140,21 @@ def test_unknown_task_or_budget_lists_valid_values():
 
 
 def test_fallbacks_are_other_providers_closest_first():
-    # gemini-3.1 (general 9.2, $18): sonnet |0.2| + log10(24/18) 0.125 = 0.325;
-    # opus 0.3 + log10(40/18) 0.347 = 0.647; haiku 1.4 + log10(18/8) 0.352 = 1.752
+    # gemini-3.1 (general 9.2, $18): sonnet-5.5 |0.2| + log10(18/16) 0.051 = 0.251 is the
+    # closest; legacy models (sonnet-4.6 ...) come after every current one
     gemini = REGISTRY.get("gemini-3.1-pro-preview")
-    names = [m.name for m in fallback_models(gemini, today=TODAY, registry=REGISTRY)]
-    assert names == ["claude-sonnet-4.6", "claude-opus-4.6", "claude-haiku-4.5"]
+    fallbacks = fallback_models(gemini, today=TODAY, registry=REGISTRY)
+    assert [m.name for m in fallbacks[:2]] == ["claude-sonnet-5.5", "gpt-5.6-sol"]
+    assert all(m.provider != "google" for m in fallbacks)
+    legacy = [m.lifecycle.legacy for m in fallbacks]
+    assert legacy == sorted(legacy) and "claude-sonnet-4.6" in {m.name for m in fallbacks}
 
 
 def test_fallbacks_for_a_retired_model_are_active_and_capable():
-    # o4-mini (general 8.0, $7.70): haiku 0.2 + log10(8/7.7) 0.017 is the closest
+    # o4-mini (general 8.0, $7.70): gemini-3.5-flash-lite |0.2| + log10(7.7/3.4) 0.355
     o4 = REGISTRY.get("o4-mini")
     fallbacks = fallback_models(o4, today=TODAY, registry=REGISTRY)
-    assert fallbacks[0].name == "claude-haiku-4.5"
+    assert fallbacks[0].name == "gemini-3.5-flash-lite"
     for model in fallbacks:
         assert model.provider != "openai" and model.status_on(TODAY) == "active"
         assert model.capabilities.reasoning and model.capabilities.structured_output
@@ -197,3 +208,20 @@ def test_no_active_model_raises_model_not_found():
     registry = Registry([synthetic("old", "openai", "1", 9.0, status="retired")])
     with pytest.raises(ModelNotFoundError):
         get_best_model_for_task("general", today=TODAY, registry=registry)
+
+
+def test_legacy_models_rank_after_current_ones():
+    registry = Registry(
+        [
+            synthetic("old-strong", "anthropic", "1", 9.5, legacy=True),
+            synthetic("new-weaker", "anthropic", "1", 8.0),
+        ]
+    )
+    for budget in BUDGETS:
+        ranked = rank_models("general", budget, today=TODAY, registry=registry)
+        assert [m.name for m in ranked] == ["new-weaker", "old-strong"]
+    probe = synthetic("probe", "openai", "1", 9.5)
+    assert [m.name for m in fallback_models(probe, today=TODAY, registry=registry)] == [
+        "new-weaker",
+        "old-strong",
+    ]

@@ -36,6 +36,49 @@ BRIEF_MODELS = {
     },
 }
 REPLACEMENTS = {"claude-sonnet-4.6", "claude-opus-4.6", "gemini-3.1-pro-preview"}
+#: The day the registry was last checked against genai-prices 0.2.3 and LiteLLM 1.110.2.
+CHECK_DAY = dt.date(2026, 11, 27)
+#: Every current model of the three providers (wire-formats.md §4, genai-prices 0.2.3,
+#: LiteLLM 1.110.2): canonical name -> API id.
+CURRENT_MODELS = {
+    "claude-opus-4.6": "claude-opus-4-6",
+    "claude-sonnet-4.6": "claude-sonnet-4-6",
+    "claude-opus-4.7": "claude-opus-4-7",
+    "claude-opus-4.8": "claude-opus-4-8",
+    "claude-opus-5": "claude-opus-5",
+    "claude-sonnet-5": "claude-sonnet-5",
+    "claude-opus-5.5": "claude-opus-5-5",
+    "claude-sonnet-5.5": "claude-sonnet-5-5",
+    "claude-haiku-5.5": "claude-haiku-5-5",
+    "claude-haiku-4.5": "claude-haiku-4-5",
+    "claude-fable-5": "claude-fable-5",
+    "claude-fable-5.1": "claude-fable-5-1",
+    "claude-fable-5.2": "claude-fable-5-2",
+    "claude-mythos-5.2": "claude-mythos-5-2",
+    "gpt-5.1": "gpt-5.1",
+    "gpt-5.2": "gpt-5.2",
+    "gpt-5.4": "gpt-5.4",
+    "gpt-5.4-mini": "gpt-5.4-mini",
+    "gpt-5.4-nano": "gpt-5.4-nano",
+    "gpt-5.5": "gpt-5.5",
+    "gpt-5.6-sol": "gpt-5.6-sol",
+    "gpt-5.6-terra": "gpt-5.6-terra",
+    "gpt-5.6-luna": "gpt-5.6-luna",
+    "gpt-6-sol": "gpt-6-sol",
+    "gpt-6-luna": "gpt-6-luna",
+    "gpt-6-astra": "gpt-6-astra",
+    "gpt-6.1-sol": "gpt-6.1-sol",
+    "gpt-6.1-terra": "gpt-6.1-terra",
+    "gemini-3-flash-preview": "gemini-3-flash-preview",
+    "gemini-3.1-flash-lite": "gemini-3.1-flash-lite",
+    "gemini-3.1-pro-preview": "gemini-3.1-pro-preview",
+    "gemini-3.5-flash": "gemini-3.5-flash",
+    "gemini-3.5-flash-lite": "gemini-3.5-flash-lite",
+    "gemini-3.6-flash": "gemini-3.6-flash",
+    "gemini-3.7-flash": "gemini-3.7-flash",
+    "gemini-3.8-flash": "gemini-3.8-flash",
+    "gemini-4-argon": "gemini-4-argon",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +147,94 @@ def test_every_brief_model_and_replacement_is_present():
         assert expected <= names
         assert all(get_model_info(n).provider == provider for n in expected)
     assert REPLACEMENTS <= names
-    assert len(names) == 17
+
+
+@pytest.mark.parametrize(("name", "api_id"), sorted(CURRENT_MODELS.items()))
+def test_every_current_model_resolves_by_api_id_and_canonical_name(name, api_id):
+    by_name, by_id = resolve_model(name), resolve_model(api_id)
+    assert by_name is by_id and by_name.name == name and by_name.api_id == api_id
+    assert by_name.status_on(CHECK_DAY) != "retired"
+    assert by_name.pricing.checked is not None and by_name.pricing.source
+
+
+def test_replacement_walk_ends_at_a_current_model():
+    """Every replacement resolves, and following them never loops and ends at a model that
+    is active and not legacy on the check day (a lifecycle never points nowhere)."""
+    unresolved, dead_ends = [], []
+    for model in all_models():
+        seen, current = {model.name}, model
+        while current.lifecycle.replacement is not None:
+            successor = get_model_info(current.lifecycle.replacement)
+            if successor is None:
+                unresolved.append(f"{current.name} -> {current.lifecycle.replacement}")
+                break
+            assert successor.name not in seen, f"replacement cycle through {successor.name}"
+            seen.add(successor.name)
+            current = successor
+        else:
+            if current is not model and (
+                current.status_on(CHECK_DAY) != "active" or current.lifecycle.legacy
+            ):
+                dead_ends.append(f"{model.name} -> ... -> {current.name}")
+    assert unresolved == [] and dead_ends == []
+
+
+def test_every_deprecated_or_retired_model_names_a_replacement():
+    missing = [
+        m.name
+        for m in all_models()
+        if (m.status_on(CHECK_DAY) != "active" or m.lifecycle.legacy)
+        and m.lifecycle.replacement is None
+    ]
+    assert missing == []
+
+
+def test_audit_fixes():
+    assert get_model_info("claude-sonnet-4.6").max_output_tokens == 128_000
+    for name in ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"):
+        assert get_model_info(name).capabilities.min_cacheable_tokens == 2048
+
+
+def test_new_tiers_and_dated_prices_are_recorded():
+    haiku = get_model_info("claude-haiku-5.5").pricing
+    assert haiku.long_context_threshold == 100_000
+    assert (haiku.standard.input, haiku.long_context.input) == (D("0.1"), D("0.5"))
+    sol = get_model_info("gpt-6.1-sol").pricing
+    assert sol.long_context_threshold == 272_000
+    assert sol.standard.cache_write_5m == D("2.5") == sol.standard.input * D("1.25")
+    argon = get_model_info("gemini-4-argon").pricing
+    assert [(c.effective_from, c.standard.input) for c in argon.changes] == [
+        (dt.date(2026, 12, 1), D("4"))
+    ]
+    for name in ("gemini-3.6-flash", "gemini-3.7-flash", "gemini-3.8-flash"):
+        (change,) = get_model_info(name).pricing.changes
+        assert change.effective_from == dt.date(2027, 1, 1)
+
+
+def test_price_changes_load_sorted_and_must_match_the_tiers():
+    from llm.models import Pricing
+
+    tier = {"input": "1", "output": "2"}
+    pricing = Pricing.model_validate(
+        {
+            "standard": tier,
+            "changes": [
+                {"effective_from": "2027-02-01", "standard": tier},
+                {"effective_from": "2027-01-01", "standard": tier},
+            ],
+        }
+    )
+    assert [c.effective_from.month for c in pricing.changes] == [1, 2]
+    with pytest.raises(ValueError, match="same date"):
+        Pricing.model_validate(
+            {
+                "standard": tier,
+                "changes": [
+                    {"effective_from": "2027-01-01", "standard": tier},
+                    {"effective_from": "2027-01-01", "standard": tier},
+                ],
+            }
+        )
 
 
 def test_sonnet_45_prices_are_exact_decimals():
@@ -151,9 +281,9 @@ def test_openai_and_gemini_have_no_write_surcharge_rates():
         ("claude-sonnet-4.5", 1024),
         ("claude-opus-4.1", 1024),
         ("gpt-4o", 1024),
-        ("gemini-2.5-flash", 1024),
-        ("gemini-2.5-flash-lite", 1024),
-        ("gemini-2.5-pro", 4096),
+        ("gemini-2.5-flash", 2048),
+        ("gemini-2.5-flash-lite", 2048),
+        ("gemini-2.5-pro", 2048),
         ("gemini-3.1-pro-preview", 4096),
     ],
 )
@@ -202,9 +332,24 @@ def test_status_around_boundaries(name, day, status):
     assert get_model_info(name).status_on(day) == status
 
 
+@pytest.mark.parametrize(
+    ("days_left", "status"), [(31, "active"), (30, "deprecated"), (1, "deprecated"), (0, "retired")]
+)
+def test_retirement_within_30_days_counts_as_deprecated(days_left, status):
+    from llm.models import Lifecycle
+
+    life = Lifecycle(
+        deprecated_on=TODAY + dt.timedelta(days=days_left + 10),
+        retires_on=TODAY + dt.timedelta(days=days_left),
+    )
+    assert life.status_on(TODAY) == status
+
+
 def test_replacements_follow_the_table():
     expected = {
-        "claude-sonnet-4.5": "claude-sonnet-4.6",
+        "claude-sonnet-4.5": "claude-sonnet-5.5",
+        "claude-opus-4.6": "claude-opus-5.5",
+        "gpt-4o": "gpt-6-luna",
         "o4-mini": "gpt-5.6-terra",
         "gemini-3-pro-preview": "gemini-3.1-pro-preview",
         "gpt-5": "gpt-6.1-sol",
@@ -218,18 +363,19 @@ def test_replacements_follow_the_table():
 def test_lifecycle_warnings():
     sonnet = get_model_info("claude-sonnet-4.5")
     assert lifecycle_warning(sonnet, TODAY) == (
-        "claude-sonnet-4.5 is deprecated and retires on 2026-11-30; use claude-sonnet-4.6"
+        "claude-sonnet-4.5 is deprecated and retires on 2026-11-30; use claude-sonnet-5.5"
     )
     assert lifecycle_warning(get_model_info("o4-mini"), TODAY) == (
         "o4-mini was retired on 2026-10-23; use gpt-5.6-terra"
     )
     assert lifecycle_warning(get_model_info("claude-opus-4.1"), TODAY) == (
-        "claude-opus-4.1 is retired; use claude-opus-4.6"
+        "claude-opus-4.1 is retired; use claude-opus-5.5"
     )
     assert lifecycle_warning(get_model_info("o3"), TODAY) == (
-        "o3 is deprecated and retires on 2026-12-11"
+        "o3 is deprecated and retires on 2026-12-11; use gpt-5.6-sol"
     )
-    assert lifecycle_warning(get_model_info("claude-haiku-4.5"), TODAY) is None
+    assert lifecycle_warning(get_model_info("claude-haiku-4.5"), TODAY) is None  # legacy
+    assert lifecycle_warning(get_model_info("claude-sonnet-5.5"), TODAY) is None
 
 
 def test_list_available_models_hides_retired():
@@ -237,18 +383,17 @@ def test_list_available_models_hides_retired():
     assert {"o4-mini", "claude-opus-4.1", "gemini-3-pro-preview"}.isdisjoint(names)
     assert {"claude-sonnet-4.5", "gpt-5", "claude-haiku-4.5"} <= set(names)  # deprecated stay
     everything = list_available_models(include_retired=True, today=TODAY)
-    assert len(everything) == 17 and "o4-mini" in everything
+    assert len(everything) == len(all_models()) and "o4-mini" in everything
 
 
 def test_list_available_models_by_provider():
-    assert list_available_models("google", today=TODAY) == [
-        "gemini-2.5-flash",
-        "gemini-2.5-flash-lite",
-        "gemini-2.5-pro",
-        "gemini-3.1-pro-preview",
-    ]
+    google = list_available_models("google", today=TODAY)
+    assert google[:3] == ["gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro"]
+    assert "gemini-3-pro-preview" not in google and "gemini-4-argon" in google
     # on 2026-12-11 the gpt-5 family and o3 are gone; gpt-4.1 and gpt-4o remain
-    assert list_available_models("openai", today=dt.date(2026, 12, 11)) == ["gpt-4.1", "gpt-4o"]
+    openai = list_available_models("openai", today=dt.date(2026, 12, 11))
+    assert {"gpt-5", "gpt-5-mini", "o3", "o4-mini"}.isdisjoint(openai)
+    assert {"gpt-4.1", "gpt-4o", "gpt-6.1-sol"} <= set(openai)
     with pytest.raises(ValueError, match="provider"):
         list_available_models("mistral")
 
@@ -281,12 +426,12 @@ def test_user_file_adds_a_model_and_overrides_one_price(tmp_path):
     # everything else about the built-in entry is kept
     assert sonnet.pricing.standard.output == D("15")
     assert sonnet.pricing.long_context.input == D("6")
-    assert sonnet.lifecycle.replacement == "claude-sonnet-4.6"
+    assert sonnet.lifecycle.replacement == "claude-sonnet-5.5"
     assert registry.get("claude-sonnet-4-5").pricing.standard.input == D("2.5")
     acme = registry.get("ACME")
     assert acme.name == "acme-local" and acme.api_id == "acme-local-v1"
     assert acme.pricing.standard.output == D("0.15")  # a TOML float still loads exactly
-    assert len(registry) == 18
+    assert len(registry) == len(load_registry()) + 1
 
 
 def test_env_file_is_part_of_the_shared_registry(tmp_path, monkeypatch):
@@ -329,4 +474,4 @@ def test_add_replaces_by_canonical_name():
     registry.add(cheaper)
     assert registry.get("my-4o") is cheaper
     assert registry.get("gpt-4o-2024-08-06") is None  # old aliases went with the old record
-    assert len(registry) == 17
+    assert len(registry) == len(load_registry())
