@@ -63,6 +63,7 @@ def make_record(response: LLMResponse, cost: Cost, savings: Decimal) -> dict[str
         "call_id": response.metadata.get("call_id"),
         "model": response.model,
         "provider": response.provider,
+        "price_effective_from": response.metadata.get("price_effective_from"),
     }
     record.update({name: getattr(usage, name) for name in _TOKEN_FIELDS})
     record.update(

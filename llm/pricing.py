@@ -12,13 +12,19 @@ Owns the billing rules, the same for every provider and driven by the registry d
 * output, reasoning/thinking included, at ``output``;
 * long-context tier: when the model has a threshold and the prompt's ``input_tokens``
   (cache reads and writes included) exceed it, every token of the request uses the
-  ``long_context`` rates.
+  ``long_context`` rates;
+* dated prices: a call is billed at the rates in force on the UTC day it was made
+  (:func:`rates_on`; ``pricing.changes`` in the registry). Callers pass the call's time as
+  ``at``; the runtime passes the timestamp it books in the ledger, next to
+  :func:`price_effective_from` (which change, if any, priced the call).
 
 All arithmetic is :class:`~decimal.Decimal`; no float is ever involved.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 from llm.models import ModelInfo, PriceTier, Pricing
@@ -33,12 +39,53 @@ def _price(tokens: int | Decimal, rate_per_million: Decimal) -> Decimal:
         return Decimal(tokens) * rate_per_million / MILLION
 
 
-def tier_for(pricing: Pricing, input_tokens: int) -> PriceTier:
-    """The rates that apply to a request whose prompt has ``input_tokens`` tokens."""
+#: When a call was made: an aware datetime (naive means UTC), a UTC date, or ``None`` = now.
+When = dt.datetime | dt.date | None
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The rates in force on one day, and the date of the price change that set them."""
+
+    standard: PriceTier
+    long_context: PriceTier | None
+    #: ``None``: the model's undated rates (no change has taken effect yet).
+    effective_from: dt.date | None = None
+
+
+def billing_day(at: When) -> dt.date:
+    """The UTC day a call made at ``at`` is billed on (``None``: today, UTC)."""
+    if at is None:
+        return dt.datetime.now(dt.UTC).date()
+    if isinstance(at, dt.datetime):
+        return (at if at.tzinfo is None else at.astimezone(dt.UTC)).date()
+    return at
+
+
+def rates_on(pricing: Pricing, at: When = None) -> Rates:
+    """The rates in force at ``at``: the latest change on or before that UTC day, else the
+    undated ones."""
+    day = billing_day(at)
+    rates = Rates(pricing.standard, pricing.long_context)
+    for change in pricing.changes:  # sorted by date on load
+        if change.effective_from > day:
+            break
+        rates = Rates(change.standard, change.long_context, change.effective_from)
+    return rates
+
+
+def price_effective_from(model: ModelInfo, at: When = None) -> dt.date | None:
+    """The date of the price change in force at ``at`` (``None``: the undated rates)."""
+    return rates_on(model.pricing, at).effective_from
+
+
+def tier_for(pricing: Pricing, input_tokens: int, at: When = None) -> PriceTier:
+    """The rates for a request made at ``at`` whose prompt has ``input_tokens`` tokens."""
+    rates = rates_on(pricing, at)
     threshold = pricing.long_context_threshold
-    if threshold is not None and pricing.long_context is not None and input_tokens > threshold:
-        return pricing.long_context
-    return pricing.standard
+    if threshold is not None and rates.long_context is not None and input_tokens > threshold:
+        return rates.long_context
+    return rates.standard
 
 
 def _read_rate(tier: PriceTier) -> Decimal:
@@ -79,15 +126,17 @@ def compute_cost(
     model: ModelInfo,
     usage: Usage,
     *,
+    at: When = None,
     cache_storage_token_hours: Decimal | int = 0,
 ) -> Cost:
-    """What ``usage`` costs on ``model``, billed the way its provider bills it.
+    """What ``usage`` costs on ``model`` for a call made at ``at``, billed the way its
+    provider bills it (``at=None``: at today's rates).
 
     ``cache_storage_token_hours`` (tokens x hours a Gemini explicit cache was kept) adds
     storage into ``cache_write_cost``. Raises ``ValueError`` for inconsistent usage.
     """
     _check_usage(usage)
-    tier = tier_for(model.pricing, usage.input_tokens)
+    tier = tier_for(model.pricing, usage.input_tokens, at)
     five_rate, hour_rate = _write_rates(tier)
     writes_1h = usage.cache_write_1h_tokens
     writes_5m = usage.cache_write_tokens - writes_1h
@@ -100,19 +149,22 @@ def compute_cost(
     )
 
 
-def estimate_cost(model: ModelInfo, input_tokens: int, output_tokens: int) -> Cost:
+def estimate_cost(
+    model: ModelInfo, input_tokens: int, output_tokens: int, *, at: When = None
+) -> Cost:
     """A dry-run price for a prompt and answer of the given sizes, without any caching."""
-    return compute_cost(model, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    return compute_cost(model, usage, at=at)
 
 
-def cache_savings(model: ModelInfo, usage: Usage) -> Decimal:
+def cache_savings(model: ModelInfo, usage: Usage, *, at: When = None) -> Decimal:
     """What caching saved on this call, in USD (negative when write surcharges dominate).
 
     ``cached x (input - read)`` saved on reads, minus ``writes x (write_rate - input)``
     paid extra on writes, at the tier the request was billed at.
     """
     _check_usage(usage)
-    tier = tier_for(model.pricing, usage.input_tokens)
+    tier = tier_for(model.pricing, usage.input_tokens, at)
     five_rate, hour_rate = _write_rates(tier)
     writes_1h = usage.cache_write_1h_tokens
     writes_5m = usage.cache_write_tokens - writes_1h

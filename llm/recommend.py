@@ -9,8 +9,8 @@ all come from the registry. Steps, for a task and budget:
    fast_evaluation, plus any capability in ``require``.
 2. Order: current models before *legacy* ones (``lifecycle.legacy``: still served but
    superseded, like Anthropic's 4.6 line), then by the model's task score (0..10) and its
-   blended price
-   ``3 x input + output`` (USD per 1M tokens, standard tier; a 3:1 prompt-heavy mix):
+   blended price ``3 x input + output`` (USD per 1M tokens, standard tier in force on
+   ``today``, so a dated price change counts from its date; a 3:1 prompt-heavy mix):
 
    * ``low``: the cheapest model whose score is at least ``MIN_ACCEPTABLE_SCORE``; models
      below that bar follow, also cheapest first.
@@ -30,6 +30,7 @@ from decimal import Decimal
 
 from llm.exceptions import ModelNotFoundError
 from llm.models import Capabilities, ModelInfo
+from llm.pricing import rates_on
 from llm.registry import Registry, get_registry
 
 TASKS = (
@@ -66,9 +67,9 @@ _FLAGS = tuple(
 _PRICE_FLOOR = Decimal("0.01")
 
 
-def blended_price(model: ModelInfo) -> Decimal:
-    """``3 x input + output`` in USD per 1M tokens, at standard rates."""
-    standard = model.pricing.standard
+def blended_price(model: ModelInfo, today: dt.date | None = None) -> Decimal:
+    """``3 x input + output`` in USD per 1M tokens, at the standard rates in force ``today``."""
+    standard = rates_on(model.pricing, today).standard
     return 3 * standard.input + standard.output
 
 
@@ -78,8 +79,8 @@ def task_score(model: ModelInfo, task: str) -> float:
     return float(scores.get(task, scores.get("general", DEFAULT_SCORE)))
 
 
-def _log_price(model: ModelInfo) -> float:
-    return math.log10(max(blended_price(model), _PRICE_FLOOR))
+def _log_price(model: ModelInfo, today: dt.date | None = None) -> float:
+    return math.log10(max(blended_price(model, today), _PRICE_FLOOR))
 
 
 def _check_choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
@@ -104,19 +105,19 @@ def _candidates(
     ]
 
 
-def _sort_key(task: str, budget: str) -> Callable[[ModelInfo], tuple]:
+def _sort_key(task: str, budget: str, day: dt.date) -> Callable[[ModelInfo], tuple]:
     def low(model: ModelInfo) -> tuple:
         below_bar = task_score(model, task) < MIN_ACCEPTABLE_SCORE
         legacy = model.lifecycle.legacy
-        return (legacy, below_bar, blended_price(model), -task_score(model, task), model.name)
+        return (legacy, below_bar, blended_price(model, day), -task_score(model, task), model.name)
 
     def medium(model: ModelInfo) -> tuple:
-        value = task_score(model, task) - PRICE_WEIGHT * _log_price(model)
-        return (model.lifecycle.legacy, -value, blended_price(model), model.name)
+        value = task_score(model, task) - PRICE_WEIGHT * _log_price(model, day)
+        return (model.lifecycle.legacy, -value, blended_price(model, day), model.name)
 
     def high(model: ModelInfo) -> tuple:
         legacy = model.lifecycle.legacy
-        return (legacy, -task_score(model, task), blended_price(model), model.name)
+        return (legacy, -task_score(model, task), blended_price(model, day), model.name)
 
     return {"low": low, "medium": medium, "high": high}[budget]
 
@@ -141,7 +142,7 @@ def rank_models(
         _check_choice("capability", name, _FLAGS)
     day = today or dt.date.today()
     candidates = _candidates(task, day, required, registry or get_registry())
-    return sorted(candidates, key=_sort_key(task, budget))
+    return sorted(candidates, key=_sort_key(task, budget, day))
 
 
 def get_best_model_for_task(
@@ -183,11 +184,11 @@ def fallback_models(
         and candidate.status_on(day) == "active"
         and _has(candidate, needs)
     ]
-    reference_score, reference_price = task_score(model, "general"), _log_price(model)
+    reference_score, reference_price = task_score(model, "general"), _log_price(model, day)
 
     def distance(candidate: ModelInfo) -> tuple[bool, float, str]:
         score_gap = abs(task_score(candidate, "general") - reference_score)
-        price_gap = abs(_log_price(candidate) - reference_price)
+        price_gap = abs(_log_price(candidate, day) - reference_price)
         return (candidate.lifecycle.legacy, score_gap + PRICE_WEIGHT * price_gap, candidate.name)
 
     return sorted(others, key=distance)

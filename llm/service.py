@@ -67,8 +67,9 @@ class LLMService:
 
     ``offline=True`` (or ``LLM_OFFLINE=1``) starts the built-in emulator in a background
     thread and points every provider at it. ``executor`` replaces the runtime's executor
-    (the service then owns it and closes it in :meth:`aclose`). ``today``, ``sleep`` and
-    ``clock`` are injectable for tests.
+    (the service then owns it and closes it in :meth:`aclose`). ``today``, ``sleep``,
+    ``clock`` and ``now`` (the wall clock that dates each call, and so picks the prices in
+    force) are injectable for tests.
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class LLMService:
         today: dt.date | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.perf_counter,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         settings = settings or load_settings()
         self._emulator: Any = None
@@ -104,6 +106,7 @@ class LLMService:
         self._today = today
         self._sleep = sleep
         self._clock = clock
+        self._now = now
         self._warned: set[str] = set()
 
     def _start_emulator(self, settings: Settings) -> Settings:
@@ -276,6 +279,7 @@ class LLMService:
                 call_id=this_id,
                 metadata=meta,
                 latency_s=self._clock() - round_start,
+                at=self._now(),
             )
             self._track(call)
             calls.append(call)
@@ -343,6 +347,7 @@ class LLMService:
                 call_id=call_id,
                 metadata=meta,
                 latency_s=self._clock() - started,
+                at=self._now(),
             )
             self._track(response)
             response = self._with_structured(request, response)

@@ -1,19 +1,22 @@
 """Turning executor results into :class:`~llm.types.LLMResponse` values, with their cost.
 
-One provider call becomes one response (cost from :func:`llm.pricing.compute_cost`); the
+One provider call becomes one response (cost from :func:`llm.pricing.compute_cost` at the
+rates in force when the call was made; a dated price is named in
+``metadata["price_effective_from"]``); the
 calls of one ``generate`` (a structured-output re-ask makes several) merge into one final
 response whose usage, cost and attempts are the sums over the calls.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from llm.executor import Executed
 from llm.models import ModelInfo
-from llm.pricing import compute_cost
+from llm.pricing import compute_cost, price_effective_from
 from llm.types import Cost, LLMResponse
 
 #: Key of ``ProviderResult.provider_details`` holding Gemini explicit-cache storage.
@@ -32,14 +35,20 @@ def call_response(
     call_id: str,
     metadata: dict[str, Any],
     latency_s: float,
+    at: dt.datetime | None = None,
 ) -> LLMResponse:
-    """The response of one provider call, priced."""
+    """The response of one provider call made at ``at`` (``None``: now), priced."""
     result = executed.result
+    when = at or dt.datetime.now(dt.UTC)
     cost = compute_cost(
         model,
         result.usage,
+        at=when,
         cache_storage_token_hours=_storage_token_hours(result.provider_details),
     )
+    effective = price_effective_from(model, when)
+    if effective is not None:
+        metadata = {**metadata, "price_effective_from": effective.isoformat()}
     return LLMResponse(
         text=result.text,
         model=model.name,
@@ -60,6 +69,11 @@ def call_response(
     )
 
 
+def _dated_price(response: LLMResponse) -> dict[str, Any]:
+    key = "price_effective_from"
+    return {key: response.metadata[key]} if key in response.metadata else {}
+
+
 def merge_calls(
     calls: Sequence[LLMResponse],
     *,
@@ -78,6 +92,6 @@ def merge_calls(
             "attempts": sum(call.attempts for call in calls),
             "structured_output": structured_output,
             "latency_s": latency_s,
-            "metadata": {**metadata, "call_id": calls[0].metadata["call_id"]},
+            "metadata": {**metadata, **_dated_price(last), "call_id": calls[0].metadata["call_id"]},
         }
     )

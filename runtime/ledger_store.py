@@ -35,6 +35,8 @@ cache_savings            decimal128(20, 10)      USD saved by cache reads vs. th
 latency_s                float64                 seconds from send to last byte (all attempts)
 attempts                 int32                   how many attempts the request took
 streamed                 bool                    whether the answer was streamed
+price_effective_from     date32, nullable        date of the dated price change that priced
+                                                 the row (null: the model's undated rates)
 =======================  ======================  =============================================
 
 The ledger never holds prompt or response text, nor any key.
@@ -53,7 +55,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,7 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("latency_s", pa.float64(), nullable=False),
         pa.field("attempts", pa.int32(), nullable=False),
         pa.field("streamed", pa.bool_(), nullable=False),
+        pa.field("price_effective_from", pa.date32()),
     ]
 )
 
@@ -147,6 +150,7 @@ class LedgerRecord(BaseModel):
     latency_s: float = 0.0
     attempts: int = Field(1, ge=0)
     streamed: bool = False
+    price_effective_from: date | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -211,6 +215,7 @@ class LedgerRecord(BaseModel):
             latency_s=response.latency_s,
             attempts=response.attempts,
             streamed=streamed,
+            price_effective_from=response.metadata.get("price_effective_from"),
             **costs,
         )
 

@@ -2,8 +2,9 @@
 
 :func:`meter` turns a finished call (request, context, result) into a
 :class:`~runtime.ledger_store.LedgerRecord`: token counts from the result's usage, cost from
-:func:`llm.pricing.compute_cost` (plus Gemini explicit-cache storage when the adapter reports
-``provider_details["cache_storage_token_hours"]``) and savings from
+:func:`llm.pricing.compute_cost` at the rates in force at the row's ``ts`` (plus Gemini
+explicit-cache storage when the adapter reports ``provider_details["cache_storage_token_hours"]``),
+the date of those rates (``price_effective_from``) and savings from
 :func:`llm.pricing.cache_savings`. Only answered calls are metered; failed calls are not
 billed (see :mod:`runtime.engine` for why no error rows are written).
 
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from llm.executor import CallContext, Executed
-from llm.pricing import cache_savings, compute_cost
+from llm.pricing import cache_savings, compute_cost, price_effective_from
 from llm.providers.base import ProviderRequest
 from llm.types import Cost
 from runtime.ledger_store import LedgerRecord
@@ -37,8 +38,10 @@ def storage_token_hours(executed: Executed) -> Decimal:
     return hours if hours.is_finite() and hours > 0 else Decimal(0)
 
 
-def price(request: ProviderRequest, executed: Executed) -> tuple[Cost, Decimal]:
-    """(cost, cache savings) of an answered call.
+def price(
+    request: ProviderRequest, executed: Executed, at: datetime | None = None
+) -> tuple[Cost, Decimal]:
+    """(cost, cache savings) of an answered call made at ``at`` (the rates in force then).
 
     Usage the pricing rules reject (an adapter bug) is logged and priced at zero rather than
     losing an answer that was already paid for; its token counts still reach the ledger.
@@ -46,9 +49,12 @@ def price(request: ProviderRequest, executed: Executed) -> tuple[Cost, Decimal]:
     usage = executed.result.usage
     try:
         cost = compute_cost(
-            request.model, usage, cache_storage_token_hours=storage_token_hours(executed)
+            request.model,
+            usage,
+            at=at,
+            cache_storage_token_hours=storage_token_hours(executed),
         )
-        return cost, cache_savings(request.model, usage)
+        return cost, cache_savings(request.model, usage, at=at)
     except ValueError as error:
         logger.warning(
             "llm cost not computable model=%s provider=%s error=%s",
@@ -68,14 +74,16 @@ def meter(
     streamed: bool,
     ts: datetime | None = None,
 ) -> LedgerRecord:
-    """The ledger row of one answered call."""
+    """The ledger row of one answered call, priced at the rates in force at ``ts``."""
     usage = executed.result.usage
-    cost, savings = price(request, executed)
+    when = ts or datetime.now(UTC)
+    cost, savings = price(request, executed, when)
     return LedgerRecord(
         request_id=ctx.request_id,
         job_id=ctx.job_id or NO_JOB,
         row_id=ctx.row_id,
-        ts=ts or datetime.now(UTC),
+        ts=when,
+        price_effective_from=price_effective_from(request.model, when),
         provider=request.model.provider,
         model=request.model.name,
         api_model=executed.result.model_version,

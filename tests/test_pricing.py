@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm.models import ModelInfo, PriceTier, Pricing
-from llm.pricing import cache_savings, compute_cost, estimate_cost, tier_for
+from llm.models import ModelInfo, PriceChange, PriceTier, Pricing
+from llm.pricing import (
+    billing_day,
+    cache_savings,
+    compute_cost,
+    estimate_cost,
+    price_effective_from,
+    rates_on,
+    tier_for,
+)
 from llm.registry import load_registry
 from llm.types import Cost, Usage
 
@@ -273,3 +282,103 @@ def test_total_is_sum_of_parts_and_monotone(name, usage, field, extra):
     parts = cost.input_cost + cost.output_cost + cost.cache_read_cost + cost.cache_write_cost
     assert cost.total_cost == parts
     assert compute_cost(info, _bumped(usage, field, extra)).total_cost >= cost.total_cost
+
+
+# ------------------------------------------------------------------------------ new rules
+
+
+def test_gpt_56_and_later_bill_cache_writes_at_125_percent_of_input():
+    # gpt-6.1-sol: 6000 uncached x $2 = 0.012; 4000 written x $2.50 (1.25 x $2) = 0.01;
+    # before the fix writes were billed at the input rate: 0.008 (20 % low)
+    usage = Usage(input_tokens=10_000, cache_write_tokens=4_000, output_tokens=0)
+    cost = compute_cost(model("gpt-6.1-sol"), usage, at=dt.date(2026, 11, 27))
+    assert_cost(cost, input="0.012", output="0", write="0.01")
+    for name in ("gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna", "gpt-6-luna", "gpt-6.1-terra"):
+        tier = model(name).pricing.standard
+        assert tier.cache_write_5m == tier.input * D("1.25"), name
+    # before GPT-5.6 writes are free: billed at the plain input rate
+    older = compute_cost(model("gpt-5.5"), usage, at=dt.date(2026, 11, 27))
+    assert_cost(older, input="0.03", output="0", write="0.02")
+
+
+@pytest.mark.parametrize(
+    ("name", "tokens", "input_rate"),
+    [
+        ("claude-haiku-5.5", 100_000, "0.1"),
+        ("claude-haiku-5.5", 100_001, "0.5"),
+        ("gpt-6.1-sol", 272_000, "2"),
+        ("gpt-6.1-sol", 272_001, "4"),
+        ("gpt-5.4", 272_001, "5"),
+    ],
+)
+def test_new_long_context_tiers(name, tokens, input_rate):
+    cost = compute_cost(model(name), Usage(input_tokens=tokens), at=dt.date(2026, 11, 27))
+    assert cost.input_cost == D(tokens) * D(input_rate) / 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("name", "before", "after", "change"),
+    [
+        # the introductory prices end: the call is billed at the price in force when made
+        (
+            "gemini-4-argon",
+            dt.datetime(2026, 11, 30, 23, 59, 59),
+            dt.datetime(2026, 12, 1),
+            "2026-12-01",
+        ),
+        (
+            "gemini-3.6-flash",
+            dt.datetime(2026, 12, 31, 23, 59),
+            dt.datetime(2027, 1, 1),
+            "2027-01-01",
+        ),
+        ("gemini-3.7-flash", dt.date(2026, 12, 31), dt.date(2027, 1, 1), "2027-01-01"),
+        ("gemini-3.8-flash", dt.date(2026, 11, 27), dt.date(2027, 3, 1), "2027-01-01"),
+    ],
+)
+def test_dated_price_changes_double_from_their_day(name, before, after, change):
+    usage = Usage(input_tokens=1_000_000, cached_tokens=200_000, output_tokens=100_000)
+    old, new = (
+        compute_cost(model(name), usage, at=before),
+        compute_cost(model(name), usage, at=after),
+    )
+    assert new.total_cost == 2 * old.total_cost
+    assert price_effective_from(model(name), before) is None
+    assert price_effective_from(model(name), after) == dt.date.fromisoformat(change)
+    assert (
+        estimate_cost(model(name), 1000, 10, at=after).total_cost
+        == 2 * estimate_cost(model(name), 1000, 10, at=before).total_cost
+    )
+
+
+def test_the_billing_day_is_the_utc_day():
+    argon = model("gemini-4-argon")
+    new_york = dt.timezone(dt.timedelta(hours=-5))
+    # 20:00 in New York on 30 Nov is 01:00 UTC on 1 Dec: the new price
+    assert rates_on(
+        argon.pricing, dt.datetime(2026, 11, 30, 20, tzinfo=new_york)
+    ).standard.input == D("4")
+    assert rates_on(
+        argon.pricing, dt.datetime(2026, 11, 30, 18, tzinfo=new_york)
+    ).standard.input == D("2")
+    assert billing_day(dt.datetime(2026, 11, 30, 23, 0)) == dt.date(2026, 11, 30)  # naive = UTC
+
+
+def test_price_changes_keep_the_long_context_tier():
+    tier = PriceTier(input=D("1"), output=D("2"))
+    long = PriceTier(input=D("2"), output=D("4"))
+    pricing = Pricing(
+        standard=tier,
+        long_context_threshold=10,
+        long_context=long,
+        changes=(
+            PriceChange(
+                effective_from=dt.date(2027, 1, 1),
+                standard=PriceTier(input=D("3"), output=D("6")),
+                long_context=PriceTier(input=D("5"), output=D("10")),
+            ),
+        ),
+    )
+    assert tier_for(pricing, 11, dt.date(2026, 12, 31)).input == D("2")
+    assert tier_for(pricing, 11, dt.date(2027, 1, 1)).input == D("5")
+    assert tier_for(pricing, 10, dt.date(2027, 1, 1)).input == D("3")

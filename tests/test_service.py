@@ -571,3 +571,18 @@ async def test_task_routed_calls_are_marked_for_fallback_and_job_ids_reach_the_c
     assert ROUTED_BY_TASK not in executor.contexts[1].metadata
     assert (executor.contexts[1].job_id, executor.contexts[1].row_id) == ("j1", "7")
     assert named.metadata["job_id"] == "j1" and named.metadata["row_id"] == 7
+
+
+async def test_the_injected_wall_clock_picks_the_price_in_force():
+    before = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
+    after = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+    argon = get_model_info("gemini-4-argon")
+    old_service, _ = make_service(now=lambda: before)
+    new_service, _ = make_service(now=lambda: after)
+    old = await old_service.generate(model="gemini-4-argon", messages=user())
+    new = await new_service.generate(model="gemini-4-argon", messages=user())
+    assert old.cost == compute_cost(argon, old.usage, at=before)
+    assert new.cost.total_cost == 2 * old.cost.total_cost
+    assert "price_effective_from" not in old.metadata
+    assert new.metadata["price_effective_from"] == "2026-12-01"
+    assert new_service.cost_tracker.records()[0]["price_effective_from"] == "2026-12-01"
