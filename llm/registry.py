@@ -4,6 +4,30 @@ Owns name resolution (canonical name, API id, dated alias; case-insensitive; a G
 ``models/`` prefix is ignored), "did you mean" suggestions, user overrides (a user file is
 deep-merged over the built-in entry it names), availability lists and lifecycle warnings.
 
+Where prices come from, and why genai-prices is a test oracle and not the runtime source.
+``genai-prices`` (pydantic's price database) is kept in the loop as an *oracle*:
+``tests/test_genai_prices.py`` bills every registry model it knows (all 50 on 2026-11-27,
+genai-prices 0.2.3) on a grid of usage vectors (cache reads, 5 m/1 h writes, reasoning, both
+sides of each long-context threshold and of each dated price change) and requires the same
+Decimal to the last digit. Using it as the *runtime* source was considered and rejected:
+
+* it is exact (its prices are Decimals too), so exactness does not decide it;
+* it knows prices only: max output, capabilities, lifecycle and replacements, minimum
+  cacheable prompt, task scores and Gemini explicit-cache storage (no unit in 0.2.3) would
+  still live here, so prices would come from two places;
+* its way to update prices without a release is ``UpdatePrices``, a background thread that
+  fetches a JSON file from GitHub: every Ray worker would fetch on its own, an offline
+  cluster cannot, and the same call could be billed differently depending on whether the
+  fetch had happened, so a ledger could not be reproduced. Here, a user updates prices
+  without a release by naming a TOML file in ``LLM_MODELS_FILE`` (deep-merged over the
+  built-in entries), read once, the same on every worker;
+* it costs start-up time in every worker: import plus first price ~160-260 ms against
+  ~25-40 ms to import and load this registry (same process, 3 runs, 2-core machine:
+  ``python -c "import time; ..."`` as in the issue-10 report).
+
+When a provider changes a price, update ``llm/data/models.toml`` (or a user file); the oracle
+test then says whether the entry agrees with genai-prices.
+
 File layout (built-in and user files alike)::
 
     [models."claude-sonnet-4.5"]          # key: canonical name, or any known name to override
