@@ -11,6 +11,7 @@
     ├── InvalidRequestError         any other 400/422
     │   └── StructuredOutputError   the reply did not validate against the schema (raw_text)
     ├── ModelNotFoundError          unknown model (suggestions)
+    │   └── ModelRetiredError       the model was retired (replacement, retired_on); not sent
     ├── ProviderError               any other provider failure (status, request_id)
     ├── LLMTimeoutError             the request timed out
     ├── ProviderConnectionError     connection refused/reset, stream cut mid-way
@@ -172,6 +173,30 @@ class ModelNotFoundError(LLMError):
     def __init__(self, message: str = "", *, suggestions: list[str] | None = None, **kwargs: Any):
         super().__init__(message, **kwargs)
         self.suggestions = list(suggestions or [])
+
+
+class ModelRetiredError(ModelNotFoundError):
+    """The model was retired: the provider answers 404, so the call is not sent.
+
+    ``replacement`` names the model to use instead (also the first of ``suggestions``);
+    ``retired_on`` is the ISO date of the retirement when known.
+    """
+
+    _fields = ("suggestions", "replacement", "retired_on")
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        replacement: str | None = None,
+        retired_on: str | None = None,
+        **kwargs: Any,
+    ):
+        if replacement and not kwargs.get("suggestions"):
+            kwargs["suggestions"] = [replacement]
+        super().__init__(message, **kwargs)
+        self.replacement = replacement
+        self.retired_on = retired_on
 
 
 class ProviderError(LLMError):

@@ -2,7 +2,8 @@
 
 Owns name resolution (canonical name, API id, dated alias; case-insensitive; a Gemini
 ``models/`` prefix is ignored), "did you mean" suggestions, user overrides (a user file is
-deep-merged over the built-in entry it names), availability lists and lifecycle warnings.
+deep-merged over the built-in entry it names), availability lists, lifecycle warnings and
+the refusal of retired models (:func:`check_not_retired`).
 
 Where prices come from, and why genai-prices is a test oracle and not the runtime source.
 ``genai-prices`` (pydantic's price database) is kept in the loop as an *oracle*:
@@ -52,7 +53,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llm.exceptions import ModelNotFoundError
+from llm.exceptions import ModelNotFoundError, ModelRetiredError
 from llm.models import ModelInfo
 
 BUILTIN_FILE = Path(__file__).parent / "data" / "models.toml"
@@ -295,3 +296,19 @@ def lifecycle_warning(model: ModelInfo, today: dt.date | None = None) -> str | N
     if life.replacement:
         text += f"; use {life.replacement}"
     return text
+
+
+def check_not_retired(model: ModelInfo, today: dt.date | None = None) -> None:
+    """Raise :class:`ModelRetiredError` (naming the replacement) if ``model`` is retired on
+    ``today``: the provider would answer 404, so such a call must never be sent."""
+    if model.status_on(today) != "retired":
+        return
+    retired_on = model.lifecycle.retires_on
+    raise ModelRetiredError(
+        lifecycle_warning(model, today) or f"{model.name} is retired",
+        replacement=model.lifecycle.replacement,
+        retired_on=retired_on.isoformat() if retired_on else None,
+        provider=model.provider,
+        model=model.name,
+        status=404,
+    )

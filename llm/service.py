@@ -37,7 +37,12 @@ from llm.logging_policy import log_call, log_failure
 from llm.models import ModelInfo
 from llm.providers.base import ProviderRequest, ToolSpec
 from llm.recommend import get_best_model_for_task
-from llm.registry import lifecycle_warning, list_available_models, resolve_model
+from llm.registry import (
+    check_not_retired,
+    lifecycle_warning,
+    list_available_models,
+    resolve_model,
+)
 from llm.retry import RetryConfig
 from llm.service_checks import (
     ModelLifecycleWarning,
@@ -181,6 +186,7 @@ class LLMService:
         budget: str | None,
     ) -> ProviderRequest:
         info = self._pick_model(model, task, budget)
+        check_not_retired(info, today=self._today)  # the provider would answer 404
         self._warn_lifecycle(info)
         checked = normalize_messages(messages)
         specs = normalize_tools(tools)

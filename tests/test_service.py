@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import pickle
 import sys
 import warnings
 from decimal import Decimal
@@ -18,6 +19,7 @@ from llm.exceptions import (
     ContextLengthError,
     InvalidRequestError,
     ModelNotFoundError,
+    ModelRetiredError,
     ProviderConnectionError,
     RateLimitError,
     StructuredOutputError,
@@ -224,11 +226,28 @@ async def test_deprecated_model_warns_once_and_still_sends():
     assert len(executor.requests) == 3
 
 
-async def test_retired_model_warns_and_still_sends():
+async def test_retired_model_fails_fast_naming_the_replacement_and_sends_nothing():
     service, executor = make_service()
-    with pytest.warns(ModelLifecycleWarning, match="o4-mini was retired"):
+    with pytest.raises(ModelRetiredError) as caught:
         await service.generate(model="o4-mini", messages=user(), reasoning_effort="high")
-    assert executor.requests[0].reasoning_effort == "high"
+    error = caught.value
+    assert str(error).endswith("o4-mini was retired on 2026-10-23; use gpt-5.6-terra")
+    assert (error.replacement, error.retired_on, error.status) == (
+        "gpt-5.6-terra",
+        "2026-10-23",
+        404,
+    )
+    assert isinstance(error, ModelNotFoundError) and error.suggestions == ["gpt-5.6-terra"]
+    again = pickle.loads(pickle.dumps(error))
+    assert (type(again), again.replacement, str(again)) == (
+        ModelRetiredError,
+        "gpt-5.6-terra",
+        str(error),
+    )
+    assert executor.requests == []
+    with pytest.raises(ModelRetiredError, match="use claude-opus-5.5"):
+        service.generate_stream(model="claude-opus-4.1", messages=user())
+    assert executor.requests == []
 
 
 async def test_defaults_come_from_settings_and_model():

@@ -13,6 +13,7 @@ Helpers: ``engine_directives`` (markers), ``engine_limits`` (buckets), ``engine_
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import random
 import re
@@ -160,6 +161,7 @@ class Engine:
     ) -> None:
         self.config = config
         self._clock = clock
+        self._wall = wall
         self._sleep = sleep
         self._lookup = model_lookup or _registry_lookup
         self.limits = RateLimits(config.rpm, config.itpm, config.otpm, clock)
@@ -316,9 +318,13 @@ class Engine:
     def _model(self, provider: str, name: str) -> ModelInfo:
         bare = name.removeprefix("models/") if provider == "google" else name
         info = self._lookup(bare) if bare else None
-        if info is None or info.provider != provider:
-            raise errors.model_not_found(provider, bare)
+        if info is None or info.provider != provider or self._retired(info):
+            raise errors.model_not_found(provider, bare)  # a retired model 404s like the API
         return info
+
+    def _retired(self, info: ModelInfo) -> bool:
+        today = dt.datetime.fromtimestamp(self._wall(), dt.UTC).date()
+        return info.status_on(today) == "retired"
 
     def _fault(self, directives: Directives, request_key: str, attempt: int) -> str | None:
         if directives.fault_active(attempt):
