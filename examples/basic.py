@@ -16,7 +16,7 @@ async def main():
     service = LLMService()
     try:
         response = await service.generate(
-            model="claude-sonnet-4.5",
+            model="claude-sonnet-5.5",
             messages=[
                 Message(role=MessageRole.SYSTEM, content="You are a helpful assistant"),
                 Message(role=MessageRole.USER, content="Explain quantum computing in simple terms"),

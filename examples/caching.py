@@ -38,7 +38,7 @@ async def main():
         for task in ("Create a button component", "Create a modal component"):
             # System prompts are automatically cached when enable_caching=True
             response = await service.generate(
-                model="claude-sonnet-4.5",
+                model="claude-sonnet-5.5",
                 messages=[
                     Message(role=MessageRole.SYSTEM, content=long_style_guide),
                     Message(role=MessageRole.USER, content=task),

@@ -21,7 +21,7 @@ async def main():
     try:
         try:
             response = await service.generate(
-                model="claude-haiku-4.5",
+                model="claude-haiku-5.5",
                 messages=[Message(role=MessageRole.USER, content=huge_document)],
             )
             print(response.text)
@@ -30,7 +30,7 @@ async def main():
             # Handle by truncating or splitting into multiple requests
             truncated = huge_document[:2000]
             response = await service.generate(
-                model="claude-haiku-4.5",
+                model="claude-haiku-5.5",
                 messages=[Message(role=MessageRole.USER, content=f"Summarize: {truncated}")],
             )
             print(f"After truncating: {response.usage.input_tokens} input tokens")

@@ -22,7 +22,7 @@ async def main():
 
         # First turn
         messages.append(Message(role=MessageRole.USER, content="Analyze this design"))
-        response1 = await service.generate(model="gemini-2.5-flash", messages=messages)
+        response1 = await service.generate(model="gemini-3.8-flash", messages=messages)
 
         # Add assistant response
         messages.append(Message(role=MessageRole.ASSISTANT, content=response1.text))
@@ -30,7 +30,7 @@ async def main():
         # Second turn
         messages.append(Message(role=MessageRole.USER, content="Now extract colors"))
         response2 = await service.generate(
-            model="gemini-2.5-flash",
+            model="gemini-3.8-flash",
             messages=messages,
             enable_caching=True,  # Cache entire conversation history
         )

@@ -18,11 +18,11 @@ async def main():
     try:
         # Make requests...
         await service.generate(
-            model="claude-sonnet-4.5",
+            model="claude-sonnet-5.5",
             messages=[Message(role=MessageRole.USER, content="Create a button component")],
         )
         response = await service.generate(
-            model="gemini-2.5-flash",
+            model="gemini-3.8-flash",
             messages=[Message(role=MessageRole.USER, content="Describe a card layout")],
         )
 

@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 MODELS = [
-    "claude-haiku-4.5",
-    "claude-sonnet-4.6",
-    "gpt-4.1",
-    "gemini-2.5-flash",
-    "gemini-2.5-flash-lite",
+    "claude-haiku-5.5",
+    "claude-sonnet-5.5",
+    "gpt-6.1-terra",
+    "gemini-3.8-flash",
+    "gemini-3.5-flash-lite",
 ]
 TOPICS = [
     "photosynthesis",
@@ -121,17 +121,21 @@ def plain_rows(rng: random.Random) -> list[dict]:
         else:
             row["messages"] = [{"role": "user", "content": ask.format(t=topic)}]
         row["max_tokens"] = rng.choice([120, 200, 300])
-        row["temperature"] = round(rng.uniform(0, 1), 2)
+        temperature = round(rng.uniform(0, 1), 2)
+        # Anthropic (API 2026-10-21) and OpenAI's current reasoning models take no sampling
+        # parameters; only the Gemini rows carry a temperature.
+        if row["model"].startswith("gemini-"):
+            row["temperature"] = temperature
         rows.append(row)
     return rows
 
 
 def cached_rows(rng: random.Random) -> list[dict]:
     groups = [
-        ("claude-haiku-4.5", "Acme Outfitters"),
-        ("claude-sonnet-4.6", "Borealis Bank"),
-        ("gpt-4.1", "Cobalt Telecom"),
-        ("gemini-2.5-flash", "Dune Travel"),
+        ("claude-haiku-5.5", "Acme Outfitters"),
+        ("claude-sonnet-5.5", "Borealis Bank"),
+        ("gpt-6.1-terra", "Cobalt Telecom"),
+        ("gemini-3.8-flash", "Dune Travel"),
     ]
     rows = []
     for model, company in groups:
@@ -158,7 +162,7 @@ def feature_rows(rng: random.Random) -> list[dict]:
         rows.append(
             {
                 "id": f"structured-{index:02d}",
-                "model": ["gpt-4.1", "gemini-2.5-flash", "claude-sonnet-4.6"][index % 3],
+                "model": ["gpt-6.1-terra", "gemini-3.8-flash", "claude-sonnet-5.5"][index % 3],
                 "prompt": f"Classify this review: {REVIEWS[index % len(REVIEWS)]}",
                 "structured_output_schema": SENTIMENT_SCHEMA,
                 "max_tokens": 100,
@@ -168,7 +172,7 @@ def feature_rows(rng: random.Random) -> list[dict]:
         rows.append(
             {
                 "id": f"tool-{index:02d}",
-                "model": ["claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash-lite"][index % 3],
+                "model": ["claude-haiku-5.5", "gpt-6.1-terra", "gemini-3.5-flash-lite"][index % 3],
                 "prompt": f"What's the weather in {CITIES[index % len(CITIES)]} right now?",
                 "tools": [WEATHER_TOOL],
                 "tool_choice": "auto",
@@ -179,7 +183,7 @@ def feature_rows(rng: random.Random) -> list[dict]:
         rows.append(
             {
                 "id": f"reasoning-{index:02d}",
-                "model": ["claude-sonnet-4.6", "gemini-2.5-flash"][index % 2],
+                "model": ["claude-sonnet-5.5", "gemini-3.8-flash"][index % 2],
                 "prompt": f"A train leaves at {8 + index}:00 at 80 km/h; another at "
                 f"{9 + index}:00 at 120 km/h. When does the second catch up?",
                 "reasoning_effort": "low",
@@ -210,19 +214,19 @@ def feature_rows(rng: random.Random) -> list[dict]:
 
 
 BAD_ROWS = [
-    '{"id": "bad-json", "model": "gpt-4.1", "prompt": "unterminated',
+    '{"id": "bad-json", "model": "gpt-6.1-terra", "prompt": "unterminated',
     json.dumps({"id": "bad-model", "model": "gpt-9-ultra", "prompt": "Hi"}),
     json.dumps(
         {
             "id": "bad-schema",
-            "model": "gpt-4.1",
+            "model": "gpt-6.1-terra",
             "prompt": "Hi",
             "structured_output_schema": {"type": "objekt"},
         }
     ),
-    json.dumps({"id": "bad-empty", "model": "claude-haiku-4.5", "messages": []}),
+    json.dumps({"id": "bad-empty", "model": "claude-haiku-5.5", "messages": []}),
     json.dumps(
-        {"id": "bad-type", "model": "gemini-2.5-flash", "prompt": "Hi", "max_tokens": "lots"}
+        {"id": "bad-type", "model": "gemini-3.8-flash", "prompt": "Hi", "max_tokens": "lots"}
     ),
 ]
 

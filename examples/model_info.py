@@ -17,7 +17,7 @@ async def main():
         print(models)
 
         # Check if model exists
-        info = get_model_info("claude-sonnet-4.5")
+        info = get_model_info("claude-sonnet-5.5")
         if info:
             print(f"Context window: {info.context_window}")
             print(f"Status: {info.status_on()} (replacement: {info.lifecycle.replacement})")

@@ -1,8 +1,9 @@
 """Different providers for different tasks (product brief: Multiple Providers).
 
 Run ``python examples/multiple_providers.py``. Without API keys the example starts the
-built-in emulator (``LLM_OFFLINE=1``, see ``_setup.py``). o4-mini is retired: the call is
-kept as the brief wrote it, so it warns and is still sent.
+built-in emulator (``LLM_OFFLINE=1``, see ``_setup.py``). The brief's o4-mini was retired
+on 2026-10-23 (a call to it now fails with ModelRetiredError naming its replacement), so the
+reasoning call uses gpt-6.1-sol, a current OpenAI reasoning model.
 """
 
 import asyncio
@@ -22,17 +23,17 @@ async def main():
     try:
         # Use different models for different tasks
         vision_response = await service.generate(
-            model="gemini-2.5-flash",  # Best for vision
+            model="gemini-3.8-flash",  # Best for vision
             messages=ask("Describe the layout of a pricing page"),
         )
 
         code_response = await service.generate(
-            model="claude-sonnet-4.5",  # Best for code
+            model="claude-sonnet-5.5",  # Best for code
             messages=ask("Write a React pricing card component"),
         )
 
         reasoning_response = await service.generate(
-            model="o4-mini",  # Best for reasoning
+            model="gpt-6.1-sol",  # Best for reasoning
             messages=ask("Which pricing tier should be highlighted, and why?"),
         )
 

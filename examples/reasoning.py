@@ -1,8 +1,9 @@
 """A reasoning model with a high effort (product brief: Reasoning Models).
 
 Run ``python examples/reasoning.py``. Without API keys the example starts the built-in
-emulator (``LLM_OFFLINE=1``, see ``_setup.py``). o4-mini was retired on 2026-10-23: the
-call is kept as the brief wrote it, so it warns (ModelLifecycleWarning) and is still sent.
+emulator (``LLM_OFFLINE=1``, see ``_setup.py``). The brief's o4-mini was retired on
+2026-10-23 (a call to it fails with ModelRetiredError naming gpt-5.6-terra); this example uses
+gpt-6.1-sol, a current OpenAI reasoning model.
 """
 
 import asyncio
@@ -16,9 +17,9 @@ async def main():
     offline_unless_keys()
     service = LLMService()
     try:
-        # Use o4-mini for complex reasoning tasks
+        # Use a reasoning model for complex reasoning tasks
         response = await service.generate(
-            model="o4-mini",
+            model="gpt-6.1-sol",
             messages=[
                 Message(
                     role=MessageRole.USER,

@@ -25,7 +25,7 @@ async def main():
     )
     try:
         response = await service.generate(
-            model="claude-haiku-4.5",
+            model="claude-haiku-5.5",
             messages=[Message(role=MessageRole.USER, content="Say hello")],
         )
         print(f"{response.text} (attempts: {response.attempts})")

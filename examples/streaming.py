@@ -16,7 +16,7 @@ async def main():
     service = LLMService()
     try:
         async for chunk in service.generate_stream(
-            model="claude-sonnet-4.5",
+            model="claude-sonnet-5.5",
             messages=[Message(role=MessageRole.USER, content="Write a story about AI")],
         ):
             print(chunk, end="", flush=True)
@@ -24,7 +24,7 @@ async def main():
 
         # Keep the stream object to read usage and cost once it is exhausted.
         stream = service.generate_stream(
-            model="claude-haiku-4.5",
+            model="claude-haiku-5.5",
             messages=[Message(role=MessageRole.USER, content="Write a haiku about AI")],
         )
         async for chunk in stream:

@@ -27,7 +27,7 @@ async def main():
     service = LLMService()
     try:
         response = await service.generate(
-            model="claude-sonnet-4.5",
+            model="claude-sonnet-5.5",
             messages=[
                 Message(role=MessageRole.USER, content="Extract design tokens from this mockup")
             ],

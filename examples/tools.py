@@ -35,7 +35,7 @@ async def main():
     service = LLMService()
     try:
         response = await service.generate(
-            model="claude-sonnet-4.5",
+            model="claude-sonnet-5.5",
             messages=[
                 Message(role=MessageRole.USER, content="Create and render a button component")
             ],
@@ -52,7 +52,7 @@ async def main():
         # Force a tool call, run the tool, and send its result back for the final answer.
         messages = [Message(role=MessageRole.USER, content="Create and render a button component")]
         response = await service.generate(
-            model="claude-sonnet-4.5", messages=messages, tools=tools, tool_choice="required"
+            model="claude-sonnet-5.5", messages=messages, tools=tools, tool_choice="required"
         )
         call = response.tool_calls[0]
         print(f"Tool: {call['name']}")
@@ -65,7 +65,7 @@ async def main():
                 role=MessageRole.TOOL, tool_call_id=call["id"], content="Rendered without errors"
             ),
         ]
-        final = await service.generate(model="claude-sonnet-4.5", messages=messages, tools=tools)
+        final = await service.generate(model="claude-sonnet-5.5", messages=messages, tools=tools)
         print(final.text)
     finally:
         await service.aclose()

@@ -43,7 +43,7 @@ async def main():
     service = LLMService()
     try:
         response = await service.generate(
-            model="gemini-2.5-flash",  # Gemini has best vision
+            model="gemini-3.8-flash",  # Gemini has best vision
             messages=[
                 Message(
                     role=MessageRole.USER,

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import warnings
 
 from llm.service import LLMService
-from llm.service_checks import ModelLifecycleWarning
 from llm.types import LLMResponse, Message, MessageRole
 
 SYSTEM = Message(role=MessageRole.SYSTEM, content="You are a helpful assistant")
@@ -61,26 +59,28 @@ def show(label: str, response: LLMResponse) -> None:
 
 async def tour(service: LLMService) -> None:
     """The calls of the demo, in order."""
-    for model in ("claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash"):
+    for model in ("claude-haiku-5.5", "gpt-6.1-terra", "gemini-3.8-flash"):
         show(
             "generate",
             await service.generate(model=model, messages=user("Explain quantum computing")),
         )
 
     stream = service.generate_stream(
-        model="claude-haiku-4.5", messages=user("Write a story about AI")
+        model="claude-haiku-5.5", messages=user("Write a story about AI")
     )
     chunks = [chunk async for chunk in stream]
     show(f"stream, {len(chunks)} chunks", stream.response)
 
     response = await service.generate(
-        model="gpt-4.1", messages=user("Extract design tokens"), structured_output_schema=SCHEMA
+        model="gpt-6.1-terra",
+        messages=user("Extract design tokens"),
+        structured_output_schema=SCHEMA,
     )
     show("structured", response)
     print("  ", json.dumps(response.structured_output))
 
     response = await service.generate(
-        model="gemini-2.5-flash",
+        model="gemini-3.8-flash",
         messages=user("Create and render a button component"),
         tools=TOOLS,
         tool_choice="required",
@@ -93,12 +93,12 @@ async def tour(service: LLMService) -> None:
         show(
             "caching",
             await service.generate(
-                model="claude-haiku-4.5", messages=messages, enable_caching=True
+                model="claude-haiku-5.5", messages=messages, enable_caching=True
             ),
         )
 
     response = await service.generate(
-        model="claude-haiku-4.5", messages=user("Hello [[emu:fault=429,times=1]]")
+        model="claude-haiku-5.5", messages=user("Hello [[emu:fault=429,times=1]]")
     )
     show("after a 429", response)
 
@@ -113,9 +113,7 @@ async def run() -> None:
 
 def main() -> int:
     """Entry point of ``python -m jobs.demo``; returns the exit code."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ModelLifecycleWarning)
-        asyncio.run(run())
+    asyncio.run(run())  # current models only: no lifecycle warning to hide
     return 0
 
 

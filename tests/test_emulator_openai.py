@@ -272,7 +272,10 @@ async def test_responses_create(fake):
     upstream, client = fake
     upstream.outcome = lambda req: answer(reasoning_tokens=16, output_tokens=56)
     response = await client.responses.create(
-        model="o4-mini", input="Capital?", instructions="Be terse.", reasoning={"effort": "low"}
+        model="gpt-5.6-terra",
+        input="Capital?",
+        instructions="Be terse.",
+        reasoning={"effort": "low"},
     )
     assert response.id.startswith("resp_")
     assert response.output_text == "Paris is the capital of France."
@@ -545,7 +548,7 @@ async def test_e2e_forced_tool_call(emulator):
 async def test_e2e_reasoning_tokens(emulator):
     client = await emulator()
     completion = await client.chat.completions.create(
-        model="o4-mini",
+        model="gpt-5.6-terra",
         messages=[{"role": "user", "content": "Prove it"}],
         reasoning_effort="high",
     )

@@ -478,7 +478,7 @@ def test_stream_chat_tool_call_deltas():
 
 def test_render_responses_object():
     req = wire.parse_responses(
-        {"model": "o4-mini", "input": "x", "reasoning": {"effort": "low"}}, {}
+        {"model": "gpt-5.6-terra", "input": "x", "reasoning": {"effort": "low"}}, {}
     )
     rendered = wire.render_responses(req, result())
     assert rendered["id"].startswith("resp_") and rendered["object"] == "response"

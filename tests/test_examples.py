@@ -13,7 +13,8 @@ pytest.importorskip("llm.emulator.server")
 from llm.emulator.server import settings_for, start_in_thread  # noqa: E402
 from tests.conftest import SENTINEL_KEY  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::llm.service_checks.ModelLifecycleWarning")
+# Examples use current models only: a lifecycle warning fails the test.
+pytestmark = pytest.mark.filterwarnings("error::llm.service_checks.ModelLifecycleWarning")
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 ENV_NAMES = {
@@ -33,10 +34,10 @@ EXPECTED = {
     "recommendations": "code_generation / medium: ",
     "cost_tracking": "LLM COST SUMMARY",
     "retry_config": "(attempts: 1)",
-    "multiple_providers": "o4-mini",
+    "multiple_providers": "gpt-6.1-sol",
     "conversation": "Turn 2 input tokens: ",
     "context_errors": "Context too long: ",
-    "model_info": "Context window: 200000",
+    "model_info": "Context window: 1000000",
 }
 
 

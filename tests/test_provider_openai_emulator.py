@@ -25,7 +25,7 @@ server = pytest.importorskip("llm.emulator.server")
 registry = pytest.importorskip("llm.registry")
 
 GPT = registry.resolve_model("gpt-4.1")
-O4 = registry.resolve_model("o4-mini")
+O4 = registry.resolve_model("gpt-5.6-terra")
 WEATHER = ToolSpec(
     name="get_weather",
     description="Weather for a city",

@@ -211,7 +211,7 @@ async def test_vision(service, model):
 
 async def test_reasoning_tokens(service):
     response = await service.generate(
-        model="o4-mini",
+        model="gpt-5.6-terra",
         messages=ask("Analyze this designer's work and extract their taste model"),
         reasoning_effort="high",
         max_tokens=8000,
@@ -250,7 +250,7 @@ async def test_stream_retried_before_first_chunk(service, sleeps):
     assert sleeps and sleeps[0] >= 1.0
 
 
-@pytest.mark.parametrize("model", ["claude-haiku-4.5", "o4-mini"])
+@pytest.mark.parametrize("model", ["claude-haiku-4.5", "gpt-5.6-terra"])
 async def test_provider_context_error_numbers(service, model):
     window = get_model_info(model).context_window
     words = window + 2_000  # over the window, but not "clearly" over: the provider decides

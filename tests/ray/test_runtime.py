@@ -78,7 +78,7 @@ async def run_features(service, tag):
             tool_choice="required",
         ),
         await service.generate(
-            model="o4-mini",
+            model="gpt-6.1-sol",
             messages=ask(f"Analyse this designer's taste {tag}"),
             reasoning_effort="high",
             max_tokens=8000,
