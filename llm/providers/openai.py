@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -362,13 +363,19 @@ def parse_rate_limit_headers(headers: Mapping[str, str] | None) -> RateLimitSnap
     )
 
 
+def _fresh_call_id() -> str:
+    """An id for a tool call that came without one (some compatible servers omit it): the
+    caller needs one to send the result back."""
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
 def _parse_tool_calls(raw_calls: Any) -> tuple[ToolCall, ...]:
     calls = []
     for call in raw_calls or ():
         function = _get(call, "function")
         calls.append(
             ToolCall(
-                id=_get(call, "id") or "",
+                id=_get(call, "id") or _fresh_call_id(),
                 name=_get(function, "name") or "",
                 arguments=parse_json_arguments(_get(function, "arguments")),
             )
@@ -457,22 +464,34 @@ class StreamAssembler:
                 slot["arguments"] += function.arguments
 
     def result(self, headers: Mapping[str, str] | None = None) -> ProviderResult:
-        """The assembled answer; raises ``ProviderConnectionError`` if the stream was cut."""
-        if self.finish is None:
+        """The assembled answer; raises ``ProviderConnectionError`` if the stream was cut.
+
+        A stream is complete when a ``finish_reason`` arrived or, failing that, its usage
+        chunk (sent last, after the final choice, when ``include_usage`` is on): some
+        OpenAI-compatible servers end with usage and ``[DONE]`` but never set a finish
+        reason. Such an answer is kept (finish ``tool_calls`` if it called tools, else
+        ``stop``; ``raw_finish_reason`` None), never discarded and bought again.
+        """
+        if self.finish is None and self.usage is None:
             raise ProviderConnectionError(
-                "the stream ended before a finish reason arrived", provider=PROVIDER
+                "the stream ended before a finish reason or its usage arrived", provider=PROVIDER
             )
-        finish = map_finish_reason(self.finish)
+        calls = tuple(
+            ToolCall(
+                id=slot["id"] or _fresh_call_id(),
+                name=slot["name"],
+                arguments=parse_json_arguments(slot["arguments"]),
+            )
+            for _, slot in sorted(self.tool_calls.items())
+        )
+        if self.finish is None:
+            finish: FinishReason = "tool_calls" if calls else "stop"
+        else:
+            finish = map_finish_reason(self.finish)
         details: dict[str, Any] = {}
         if self.refusal_parts:
             finish = "content_filter"
             details["refusal"] = "".join(self.refusal_parts)
-        calls = tuple(
-            ToolCall(
-                id=slot["id"], name=slot["name"], arguments=parse_json_arguments(slot["arguments"])
-            )
-            for _, slot in sorted(self.tool_calls.items())
-        )
         headers = headers or {}
         return ProviderResult(
             text="".join(self.text_parts),
