@@ -218,7 +218,9 @@ def test_thinking_budget_for_gemini_25(effort, budget):
 def test_thinking_budget_is_capped_by_model_output_limit():
     small = model("gemini-small", max_out=8000)
     config = gg.build_request(request(HELLO, model=small, reasoning_effort="high"))["config"]
-    assert config["thinking_config"]["thinking_budget"] == 8000
+    # the answer keeps its max_tokens (512): the budget takes what the output limit leaves
+    assert config["thinking_config"]["thinking_budget"] == 8000 - 512
+    assert config["max_output_tokens"] == 8000
 
 
 def test_thinking_level_for_gemini_3():

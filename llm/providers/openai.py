@@ -37,6 +37,10 @@ Mapping notes:
   :class:`RateLimitSnapshot` (there is no separate output budget on OpenAI).
 * Token counting: Chat Completions has no count endpoint, so ``count_tokens`` returns the
   local estimate of :func:`llm.providers.common.estimate_prompt_tokens`.
+* A 429 "Request too large … on tokens per min (TPM): Limit N, Requested M" is one request
+  bigger than the account's per-minute budget: :class:`~llm.exceptions.RequestTooLargeError`
+  (an ``InvalidRequestError``), never retried and no rate-limit penalty for the account.
+* Tool calls without an ``id`` (some compatible servers) get a generated ``call_…`` id.
 * Errors chain ``from None``: SDK exceptions (whose text may quote a masked key) are never
   attached to ours; key-like strings are scrubbed from provider messages.
 """
@@ -65,6 +69,7 @@ from llm.exceptions import (
     ProviderError,
     ProviderOverloadedError,
     RateLimitError,
+    RequestTooLargeError,
 )
 from llm.models import ModelInfo
 from llm.providers.base import (
@@ -512,6 +517,8 @@ class StreamAssembler:
 _CONTEXT_NUMBERS = re.compile(
     r"maximum context length is (\d+) tokens.*?(?:resulted in|requested) (\d+) tokens", re.S
 )
+#: OpenAI's 429 for one request larger than a per-minute limit (never cured by waiting).
+_TOO_LARGE = re.compile(r"Request too large\b.*?Limit (\d+), Requested (\d+)", re.I | re.S)
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.I)
 scrub = scrub_message  # kept under its old name for callers and tests
 
@@ -545,6 +552,13 @@ def _map_status_error(exc: openai.APIStatusError, common: dict[str, Any]) -> LLM
     if status == 404:
         return ModelNotFoundError(f"OpenAI does not know this model or path: {message}", **common)
     if status == 429:
+        if too_large := _TOO_LARGE.search(exc.message or ""):
+            return RequestTooLargeError(
+                message,
+                limit_tokens=int(too_large.group(1)),
+                requested_tokens=int(too_large.group(2)),
+                **common,
+            )
         quota = "insufficient_quota" in (code, exc.type)
         return RateLimitError(
             message, retry_after_s=_retry_hint(exc), quota_exhausted=quota, **common
