@@ -117,8 +117,8 @@ def test_gemini_3_level_gets_a_thinking_allowance(effort):
 
 
 def test_gemini_default_thinking_models_get_an_allowance_without_effort():
-    """3.x and 2.5 Pro think without being asked; a non-thinking call keeps max_tokens."""
-    for name in ("gemini-3.1-pro-preview", "gemini-2.5-pro"):
+    """3.x, 2.5 Pro and Flash think without being asked; Flash-Lite keeps max_tokens."""
+    for name in ("gemini-3.1-pro-preview", "gemini-2.5-pro", "gemini-2.5-flash"):
         config = gg.build_request(_request(name))["config"]
         assert "thinking_config" not in config
         assert config["max_output_tokens"] == 4096 + gg.THINKING_BUDGETS["high"]

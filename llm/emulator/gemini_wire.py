@@ -144,13 +144,33 @@ def _finish_reason(res: EmuResult) -> str:
     return "MAX_TOKENS" if res.finish == "length" else "STOP"
 
 
+def _legacy(req: EmuRequest) -> bool:
+    """Gemini 1.x/2.0: candidates carry no ``index``; whole answers carry ``avgLogprobs``."""
+    return not _THINKING_FAMILY.match(bare_model(req.model))
+
+
+def avg_logprobs(text: str) -> float:
+    """A deterministic mean log-probability for ``text`` (real values: about -0.02 to -0.6)."""
+    fraction = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") / 2**32
+    return -round(0.02 + 0.58 * fraction, 6)
+
+
 def _envelope(
-    res: EmuResult, parts: list[dict[str, Any]], usage: dict[str, Any], finish: str | None
+    req: EmuRequest,
+    res: EmuResult,
+    parts: list[dict[str, Any]],
+    usage: dict[str, Any],
+    finish: str | None,
+    *,
+    whole: bool = False,
 ) -> dict[str, Any]:
     candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
     if finish:
         candidate["finishReason"] = finish
-    candidate["index"] = 0
+    if not _legacy(req):
+        candidate["index"] = 0
+    elif whole:
+        candidate["avgLogprobs"] = avg_logprobs(res.text)
     return {
         "candidates": [candidate],
         "usageMetadata": usage,
@@ -166,7 +186,7 @@ def render_generate(req: EmuRequest, res: EmuResult) -> dict:
     if res.text or not calls:
         parts.append({"text": res.text})
     parts += calls
-    return _envelope(res, parts, _usage(req, res), _finish_reason(res))
+    return _envelope(req, res, parts, _usage(req, res), _finish_reason(res), whole=True)
 
 
 def _frame(chunk: dict[str, Any]) -> bytes:
@@ -178,17 +198,17 @@ def stream_generate(req: EmuRequest, res: EmuResult) -> list[bytes]:
     final = res.output_tokens - res.reasoning_tokens
     frames: list[bytes] = []
     if thought := _thought_parts(req, res):
-        frames.append(_frame(_envelope(res, thought, _usage(req, res, 0), None)))
+        frames.append(_frame(_envelope(req, res, thought, _usage(req, res, 0), None)))
     chunks = res.text_chunks or ((res.text,) if res.text else ())
     so_far = ""
     for chunk in chunks:
         so_far += chunk
         cumulative = min(final, tokens.count_text_tokens(so_far))
         usage = _usage(req, res, cumulative)
-        frames.append(_frame(_envelope(res, [{"text": chunk}], usage, None)))
+        frames.append(_frame(_envelope(req, res, [{"text": chunk}], usage, None)))
     if calls := _call_parts(req, res):
-        frames.append(_frame(_envelope(res, calls, _usage(req, res), None)))
-    end = _envelope(res, [{"text": ""}], _usage(req, res), _finish_reason(res))
+        frames.append(_frame(_envelope(req, res, calls, _usage(req, res), None)))
+    end = _envelope(req, res, [{"text": ""}], _usage(req, res), _finish_reason(res))
     frames.append(_frame(end))
     return frames
 

@@ -75,6 +75,7 @@ def parse_chat(body: dict[str, Any], headers: Mapping[str, str] | None = None) -
         tools=tools,
         tool_choice=_parse_tool_choice(body.get("tool_choice"), tools),
         after_tool_result=messages[-1].get("role") in ("tool", "function"),
+        parallel_tool_calls=body.get("parallel_tool_calls") is not False,
         reasoning_effort=check_effort(body.get("reasoning_effort"), "reasoning_effort"),
         stop_sequences=_parse_stop(body.get("stop")),
         echo={"include_usage": include_usage, "service_tier": body.get("service_tier")},

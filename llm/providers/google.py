@@ -30,8 +30,8 @@ Mapping notes:
   answer ``MAX_TOKENS`` with no text. As the Anthropic adapter does, ``max_tokens`` stays
   the answer's: ``maxOutputTokens`` is ``max_tokens`` plus a thinking allowance
   (:func:`thinking_allowance`: the 2.5 budget, :data:`THINKING_BUDGETS` of the effort for a
-  3.x level, the ``high`` allowance for a model that thinks by default, i.e. 3.x and
-  ``reasoning_always_on`` models, when no effort is given), capped at the model's output
+  3.x level, the ``high`` allowance when no effort is given to a model that thinks by
+  default, :func:`thinks_by_default`: 3.x, 2.5 Pro and Flash), capped at the model's output
   limit; when the cap bites, a 2.5 budget shrinks to the room left (never below the
   ``minimal`` budget). What the caller gets: the answer can use up to ``max_tokens`` (plus
   any allowance the thoughts leave unused); thoughts are billed as output and reported in
@@ -230,16 +230,23 @@ def map_tool_config(choice: str | None) -> dict[str, Any] | None:
     return {"function_calling_config": {"mode": "ANY", "allowed_function_names": [choice]}}
 
 
+def thinks_by_default(model: ModelInfo) -> bool:
+    """Whether the model thinks when the request says nothing about thinking: every 3.x
+    (level-style) model and the 2.5 models, except 2.5 Flash-Lite, which thinks only when
+    given a budget (Google's thinking guide)."""
+    caps = model.capabilities
+    if caps.reasoning_style == "gemini_level" or caps.reasoning_always_on:
+        return True
+    return caps.reasoning_style == "gemini_budget" and "-lite" not in model.api_id
+
+
 def thinking_allowance(model: ModelInfo, effort: str | None) -> int:
     """Output tokens set aside for thoughts on top of ``max_tokens`` (0: no thinking expected)."""
-    caps = model.capabilities
-    if caps.reasoning_style not in ("gemini_budget", "gemini_level"):
+    if model.capabilities.reasoning_style not in ("gemini_budget", "gemini_level"):
         return 0
     if effort is not None:
         return THINKING_BUDGETS[effort]
-    if caps.reasoning_style == "gemini_level" or caps.reasoning_always_on:
-        return THINKING_BUDGETS["high"]
-    return 0
+    return THINKING_BUDGETS["high"] if thinks_by_default(model) else 0
 
 
 def max_output_tokens(model: ModelInfo, max_tokens: int, effort: str | None) -> int:
