@@ -10,7 +10,8 @@ and the result is compared with what the recorded bytes say
 (:func:`tests.replay_support.expected`, written from the wire formats, not from the
 adapters): text, tool calls (names, arguments, ids), finish reason, usage in the README's
 convention, typed errors with their request id, the cost on the ledger row, and that a
-finished answer is paid for exactly once.
+finished answer is paid for exactly once. The cost of every answer of a registry model is
+also checked against ``genai-prices`` (an independent price database).
 
 Replayed although the project could not have sent the request as recorded, because the
 answer is an ordinary one the adapters must map: requests with inputs the project does not
@@ -232,3 +233,37 @@ def test_corpus_split_is_pinned() -> None:
         ("google.generate", "whole", "ok"): 94,
         ("google.stream", "stream", "ok"): 25,
     }
+
+
+def test_costs_agree_with_genai_prices() -> None:
+    """Independent price check: every replayed answer of a registry model, at the provider's
+    own API, costs what ``genai-prices`` (pydantic's price database) says for the recorded
+    usage. A mismatch names the model whose registry price differs."""
+    genai_prices = pytest.importorskip("genai_prices")
+    checked, mismatches = 0, []
+    for ex in CASES:
+        info = model_for(ex)
+        if ex.status >= 400 or info.pricing is STAND_IN or ex.host not in _REAL_HOSTS:
+            continue
+        usage = rs.expected(ex).usage
+        theirs = genai_prices.calc_price(
+            genai_prices.Usage(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cached_tokens or None,
+                cache_write_tokens=usage.cache_write_tokens or None,
+            ),
+            ex.model,
+            provider_id=ex.provider,
+        ).total_price
+        ours = compute_cost(info, usage).total_cost
+        checked += 1
+        if abs(ours - theirs) > Decimal("1e-9"):
+            mismatches.append((info.name, ex.case_id, ours, theirs))
+    assert checked >= 150
+    assert mismatches == []
+
+
+_REAL_HOSTS = frozenset(
+    {"api.anthropic.com", "api.openai.com", "generativelanguage.googleapis.com"}
+)
