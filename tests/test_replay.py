@@ -100,8 +100,11 @@ async def _no_sleep(_seconds: float) -> None:
     return None
 
 
-async def replay(ex: rs.Exchange) -> tuple[Executed | Exception, rs.ReplayTransport, Any]:
-    """Run ``ex``'s request through the in-process runtime against its recorded answer."""
+async def replay(
+    ex: rs.Exchange,
+) -> tuple[Executed | Exception, rs.ReplayTransport, Any, list[str]]:
+    """Run ``ex``'s request through the in-process runtime against its recorded answer;
+    returns the outcome, the transport, the ledger and the streamed text chunks."""
     transport = rs.ReplayTransport(ex)
     ledger = MemoryLedger()
 
@@ -124,12 +127,15 @@ async def replay(ex: rs.Exchange) -> tuple[Executed | Exception, rs.ReplayTransp
     )
     ctx = CallContext(request_id=f"replay-{ex.index}")
     outcome: Executed | Exception
+    chunks: list[str] = []
     try:
         if ex.stream:
             final = None
             async for item in executor.execute_stream(request, ctx):
                 if isinstance(item, Executed):
                     final = item
+                else:
+                    chunks.append(item)
             assert final is not None
             outcome = final
         else:
@@ -138,7 +144,7 @@ async def replay(ex: rs.Exchange) -> tuple[Executed | Exception, rs.ReplayTransp
         outcome = exc
     finally:
         await executor.aclose()
-    return outcome, transport, ledger
+    return outcome, transport, ledger, chunks
 
 
 def _check_success(ex: rs.Exchange, executed: Executed, want: rs.Expected) -> None:
@@ -173,7 +179,7 @@ def _check_cost(ex: rs.Exchange, ledger: MemoryLedger, executed: Executed) -> No
 
 @pytest.mark.parametrize("ex", CASES, ids=[ex.case_id for ex in CASES])
 def test_replayed_exchange(ex: rs.Exchange) -> None:
-    outcome, transport, ledger = asyncio.run(replay(ex))
+    outcome, transport, ledger, chunks = asyncio.run(replay(ex))
     want = rs.expected(ex)
     if want.error is not None:
         assert isinstance(outcome, Exception), outcome
@@ -189,6 +195,8 @@ def test_replayed_exchange(ex: rs.Exchange) -> None:
     if isinstance(outcome, Exception):
         raise outcome
     _check_success(ex, outcome, want)
+    if ex.stream:
+        assert "".join(chunks) == outcome.result.text  # the caller saw the whole answer
     assert transport.calls == 1, "a finished answer was bought more than once"
     assert outcome.attempts == 1
     _check_cost(ex, ledger, outcome)
