@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ import yaml
 
 from llm.types import FinishReason, Usage
 
+#: Gemini models that think (2.5 and later).
+GEMINI_THINKING = re.compile(r"gemini-(2\.5|[3-9])")
 _ROOT = Path(__file__).resolve().parents[1]
 _CANDIDATE = _ROOT / ".." / "shared" / "replay-corpus"
 #: The corpus folder, or None when it is absent (a user's clone).

@@ -11,7 +11,9 @@ and the result is compared with what the recorded bytes say
 adapters): text, tool calls (names, arguments, ids), finish reason, usage in the README's
 convention, typed errors with their request id, the cost on the ledger row, and that a
 finished answer is paid for exactly once. The cost of every answer of a registry model is
-also checked against ``genai-prices`` (an independent price database).
+also checked against ``genai-prices`` (an independent price database). Finally every
+recorded request to a provider's own API is sent to the emulator, which must accept what
+the real API accepted, reject what it rejected, and answer a forced tool choice with a call.
 
 Replayed although the project could not have sent the request as recorded, because the
 answer is an ordinary one the adapters must map: requests with inputs the project does not
@@ -44,12 +46,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx2
 import pytest
 
 from llm.config import Settings
+from llm.emulator.engine import EmulatorConfig, Engine
+from llm.emulator.server import Emulator
 from llm.executor import CallContext, Executed
 from llm.models import Capabilities, ModelInfo, PriceTier, Pricing
 from llm.pricing import compute_cost
@@ -272,6 +279,112 @@ def test_costs_agree_with_genai_prices() -> None:
     assert mismatches == []
 
 
-_REAL_HOSTS = frozenset(
-    {"api.anthropic.com", "api.openai.com", "generativelanguage.googleapis.com"}
-)
+_NATIVE_HOST = {
+    "anthropic": "api.anthropic.com",
+    "openai": "api.openai.com",
+    "google": "generativelanguage.googleapis.com",
+}
+_REAL_HOSTS = frozenset(_NATIVE_HOST.values())
+
+
+# --- the recorded requests, sent to the emulator -----------------------------------------------
+
+_EMULATED_STYLE = {"anthropic": "anthropic_budget", "openai": "openai_effort", "google": None}
+
+
+def _emulated_model(name: str) -> ModelInfo | None:
+    """The registry's model, or a stand-in for a recorded model the registry lacks (older or
+    newer than it), so that every recorded request can be sent to the emulator."""
+    bare = name.removeprefix("models/")
+    info = get_model_info(bare)
+    if info is not None:
+        return info
+    provider = "anthropic" if bare.startswith("claude") else "google"
+    if not bare.startswith(("claude", "gemini")):
+        provider = "openai"
+    style = _EMULATED_STYLE[provider]
+    if provider == "google" and rs.GEMINI_THINKING.match(bare):
+        style = "gemini_level" if not bare.startswith("gemini-2.5") else "gemini_budget"
+    reasoning = style is not None and (provider != "openai" or bare.startswith(("o", "gpt-5")))
+    caps = Capabilities(
+        tools=True,
+        vision=True,
+        structured_output=True,
+        reasoning=reasoning,
+        reasoning_style=style if reasoning else None,
+    )
+    return ModelInfo(
+        name=bare,
+        provider=provider,
+        api_id=bare,
+        context_window=1_000_000,
+        max_output_tokens=128_000,
+        pricing=STAND_IN,
+        capabilities=caps,
+    )
+
+
+def _forces_a_tool(ex: rs.Exchange) -> bool:
+    body = ex.request_body if isinstance(ex.request_body, dict) else {}
+    choice = body.get("tool_choice")
+    if ex.provider == "anthropic":
+        return isinstance(choice, dict) and choice.get("type") in ("any", "tool")
+    if ex.provider == "openai":
+        return choice == "required" or isinstance(choice, dict)
+    config = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    return config.get("mode") == "ANY"
+
+
+def _called_a_tool(ex: rs.Exchange, status: int, raw: bytes) -> bool:
+    if ex.provider == "google":
+        chunks = rs.google_chunks(raw) if ex.stream else [json.loads(raw)]
+        return any(
+            "functionCall" in part
+            for chunk in chunks
+            for cand in chunk.get("candidates") or ()
+            for part in (cand.get("content") or {}).get("parts") or ()
+        )
+    text = raw.decode()
+    return '"tool_use"' in text if ex.provider == "anthropic" else '"tool_calls"' in text
+
+
+async def _send_recorded_requests() -> list[tuple[str, int, int, str]]:
+    engine = Engine(EmulatorConfig(api_key=None), model_lookup=_emulated_model)
+    emulator = Emulator(engine.config, engine=engine)
+    await emulator.start()
+    problems: list[tuple[str, int, int, str]] = []
+    headers = {
+        "content-type": "application/json",
+        "x-api-key": KEY,
+        "authorization": f"Bearer {KEY}",
+        "x-goog-api-key": KEY,
+        "anthropic-version": "2023-06-01",
+    }
+    try:
+        async with httpx2.AsyncClient(timeout=60) as client:
+            for ex in CASES:
+                native = ex.provider is not None and ex.host == _NATIVE_HOST[ex.provider]
+                if not isinstance(ex.request_body, dict) or not native:
+                    continue
+                parts = urlsplit(ex.url)
+                url = emulator.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
+                response = await client.post(
+                    url, content=json.dumps(ex.request_body), headers=headers
+                )
+                same = (response.status_code < 400) == (ex.status < 400)
+                if same and response.status_code < 400 and _forces_a_tool(ex):
+                    same = _called_a_tool(ex, response.status_code, response.content)
+                if not same:
+                    problems.append(
+                        (ex.case_id, ex.status, response.status_code, response.text[:160])
+                    )
+    finally:
+        await emulator.stop()
+    return problems
+
+
+def test_emulator_answers_the_recorded_requests_like_the_real_apis() -> None:
+    """Every recorded request sent to the emulator: accepted where the real API accepted it,
+    rejected where it rejected it, and a forced tool choice answered with a tool call."""
+    problems = asyncio.run(_send_recorded_requests())
+    assert problems == []

@@ -34,7 +34,7 @@ STRICT_VERSION = "2026-10-21"
 MAX_BREAKPOINTS = 4
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _SAMPLING = ("temperature", "top_p", "top_k")
-_EFFORTS = ("low", "medium", "high", "max")
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 _ERRORS = {
     "authentication": (401, "authentication_error"),
@@ -257,20 +257,12 @@ def _parallel(body: dict[str, Any]) -> bool:
 
 
 def _effort(body: dict[str, Any]) -> str | None:
-    """``output_config.effort``, validated as the real API does (a 400 otherwise).
-
-    ``xhigh`` gets the answer recorded from the real API for Claude Opus 4.6 (no model of
-    the registry is known to accept it).
-    """
+    """``output_config.effort``, validated as the real API does (a 400 otherwise); whether
+    the model takes ``xhigh`` is checked by :mod:`llm.emulator.engine_reasoning`."""
     config = body.get("output_config")
     effort = config.get("effort") if isinstance(config, dict) else None
     if effort is None:
         return None
-    if effort == "xhigh":
-        supported = ", ".join(sorted(_EFFORTS))
-        raise _invalid(
-            f"This model does not support effort level 'xhigh'. Supported levels: {supported}."
-        )
     if effort not in _EFFORTS:
         raise _invalid(
             "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"
@@ -284,11 +276,16 @@ def _thinking(body: dict[str, Any], max_tokens: int, tool_choice: str) -> dict[s
         return {}
     if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
         raise _invalid("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
-    if tool_choice not in ("auto", "none"):
-        raise _invalid("Thinking may not be enabled when tool_choice forces tool use.")
     shown = thinking.get("display") != "omitted"
     if thinking["type"] == "adaptive":
-        return {"reasoning_effort": _effort(body) or "high", "include_thoughts": shown}
+        # Adaptive thinking takes any tool choice; a forced one answers with the call
+        # and no thinking (as recorded from the real API).
+        effort = _effort(body) or "high"
+        if tool_choice not in ("auto", "none"):
+            return {}
+        return {"reasoning_effort": effort, "include_thoughts": shown}
+    if tool_choice not in ("auto", "none"):
+        raise _invalid("Thinking may not be enabled when tool_choice forces tool use.")
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
         raise _invalid(
@@ -344,7 +341,7 @@ def parse_messages(body: Any, headers: Mapping[str, str]) -> EmuRequest:
         raise _invalid("max_tokens: Field required")
     segments, tools, last_user_text, after_tool = _prompt(body)
     tool_choice = _tool_choice(body)
-    _effort(body)
+    effort = _effort(body)
     schema = _schema(body)
     stops = body.get("stop_sequences") or []
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
@@ -363,6 +360,7 @@ def parse_messages(body: Any, headers: Mapping[str, str]) -> EmuRequest:
         after_tool_result=after_tool,
         parallel_tool_calls=_parallel(body),
         stop_sequences=tuple(stops),
+        echo={"effort": effort},
         **_thinking(body, max_tokens, tool_choice),
     )
 

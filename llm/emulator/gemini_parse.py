@@ -59,8 +59,12 @@ def _object(value: Any, where: str) -> dict[str, Any]:
 
 
 def _list(value: Any, where: str) -> list[Any]:
+    """A repeated field. Like Google's own JSON parser, one object stands for a list of one
+    (recorded: ``"tools": {"function_declarations": [...]}`` is accepted)."""
     if value is None:
         return []
+    if isinstance(value, dict):
+        return [value]
     if not isinstance(value, list):
         raise _invalid(f"Invalid JSON payload received. '{where}' must be a list.")
     return value
