@@ -11,16 +11,20 @@ the providers.
   does not; thoughts count against ``maxOutputTokens`` before the answer does.
 * Requests the real APIs reject get the real 400 (unknown effort or thinking level,
   reasoning on a model without it, a thinking budget out of range).
-* Anthropic's final stream usage and Gemini's ``avgLogprobs``/``index`` have the real shape.
+* Anthropic's final stream usage and Gemini's ``avgLogprobs``/``index`` have the real shape,
+  and the newest answers' fields (``stop_details``, ``inference_geo``, ``serviceTier``,
+  thought signatures on text) are there.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import anthropic
+import httpx2
 import openai
 import pytest
 from google import genai
@@ -451,3 +455,30 @@ async def test_gemini_legacy_models_carry_avg_logprobs_and_newer_an_index(gemini
     assert new.candidates[0].avg_logprobs is None and new.candidates[0].index == 0
     again = await gemini.aio.models.generate_content(model="gemini-2.0-flash", contents="Hi there")
     assert again.candidates[0].avg_logprobs == old.candidates[0].avg_logprobs
+
+
+async def test_newest_response_fields_as_recorded(emulator, claude, gemini):
+    """Fields the newest real answers carry: Anthropic ``stop_details`` and
+    ``usage.inference_geo``; Gemini 2.5+ ``usageMetadata.serviceTier`` and the thought
+    signature on the answer's text part; Gemini 2.0 ``candidatesTokensDetails``."""
+    raw = await claude.messages.with_raw_response.create(
+        model=CLAUDE, max_tokens=200, messages=[{"role": "user", "content": "Hi"}]
+    )
+    body = json.loads(await raw.read())
+    assert body["stop_details"] is None and body["usage"]["inference_geo"] == "not_available"
+    new = await gemini.aio.models.generate_content(
+        model="gemini-3-pro-preview", contents="Tell me about tides."
+    )
+    (part,) = new.candidates[0].content.parts
+    assert part.text and part.thought_signature
+    async with httpx2.AsyncClient() as client:  # the SDK drops fields it has no type for
+        answer = await client.post(
+            f"{emulator.base_url}/v1beta/models/gemini-3-pro-preview:generateContent",
+            json={"contents": [{"role": "user", "parts": [{"text": "Tell me about tides."}]}]},
+            headers={"x-goog-api-key": KEY},
+        )
+    usage = answer.json()["usageMetadata"]
+    assert usage["serviceTier"] == "standard" and usage["thoughtsTokenCount"] > 0
+    old = await gemini.aio.models.generate_content(model="gemini-2.0-flash", contents="Hi")
+    details = old.usage_metadata.candidates_tokens_details
+    assert details[0].token_count == old.usage_metadata.candidates_token_count

@@ -396,6 +396,7 @@ def _usage(res: EmuResult, output_tokens: int | None = None) -> dict[str, Any]:
         },
         "output_tokens": res.output_tokens if output_tokens is None else output_tokens,
         "service_tier": "standard",
+        "inference_geo": "not_available",
     }
     if res.reasoning_tokens and output_tokens is None:
         usage["output_tokens_details"] = {"thinking_tokens": res.reasoning_tokens}
@@ -445,6 +446,7 @@ def render_message(req: EmuRequest, res: EmuResult) -> dict[str, Any]:
         "content": _content(res),
         "stop_reason": _STOP_REASONS.get(res.finish, "end_turn"),
         "stop_sequence": None,
+        "stop_details": None,
         "usage": _usage(res),
     }
 
@@ -509,7 +511,11 @@ def stream_message(req: EmuRequest, res: EmuResult) -> list[bytes]:
     # no ``service_tier``), plus the thinking count when there was thinking.
     delta = {
         "type": "message_delta",
-        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+        "delta": {
+            "stop_reason": message["stop_reason"],
+            "stop_sequence": None,
+            "stop_details": None,
+        },
         "usage": {k: v for k, v in message["usage"].items() if k in _FINAL_USAGE_KEYS},
     }
     frames.append(_frame("message_delta", delta))

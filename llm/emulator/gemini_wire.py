@@ -104,6 +104,11 @@ def _usage(req: EmuRequest, res: EmuResult, candidates: int | None = None) -> di
         usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": res.cached_tokens}]
     if thoughts > 0:
         usage["thoughtsTokenCount"] = thoughts
+    if _legacy(req):  # recorded: 1.x/2.0 itemise the answer; 2.5+ name the service tier
+        if cand > 0:
+            usage["candidatesTokensDetails"] = [{"modality": "TEXT", "tokenCount": cand}]
+    else:
+        usage["serviceTier"] = "standard"
     return usage
 
 
@@ -132,6 +137,15 @@ def _call_parts(req: EmuRequest, res: EmuResult) -> list[dict[str, Any]]:
             part["thoughtSignature"] = _signature(res)
         parts.append(part)
     return parts
+
+
+def _signed_text(req: EmuRequest, res: EmuResult, text: str, *, signed: bool) -> dict[str, Any]:
+    """A text part; after thinking (and without calls, which carry the signature) it bears
+    the ``thoughtSignature``, as recorded: on the answer's part, or a stream's last empty one."""
+    part: dict[str, Any] = {"text": text}
+    if signed and res.reasoning_tokens > 0 and not _legacy(req):
+        part["thoughtSignature"] = _signature(res)
+    return part
 
 
 def _thought_parts(req: EmuRequest, res: EmuResult) -> list[dict[str, Any]]:
@@ -184,7 +198,7 @@ def render_generate(req: EmuRequest, res: EmuResult) -> dict:
     parts = _thought_parts(req, res)
     calls = _call_parts(req, res)
     if res.text or not calls:
-        parts.append({"text": res.text})
+        parts.append(_signed_text(req, res, res.text, signed=not calls))
     parts += calls
     return _envelope(req, res, parts, _usage(req, res), _finish_reason(res), whole=True)
 
@@ -208,7 +222,8 @@ def stream_generate(req: EmuRequest, res: EmuResult) -> list[bytes]:
         frames.append(_frame(_envelope(req, res, [{"text": chunk}], usage, None)))
     if calls := _call_parts(req, res):
         frames.append(_frame(_envelope(req, res, calls, _usage(req, res), None)))
-    end = _envelope(req, res, [{"text": ""}], _usage(req, res), _finish_reason(res))
+    last = _signed_text(req, res, "", signed=not res.tool_calls)
+    end = _envelope(req, res, [last], _usage(req, res), _finish_reason(res))
     frames.append(_frame(end))
     return frames
 
