@@ -1,13 +1,14 @@
 """The emulator's engine: everything between a parsed request and its rendered answer.
 
 :class:`Engine` checks the key, looks the model up in the registry, reads the ``[[emu:…]]``
-directives, injects faults, checks the context window, applies the per-key rate limits,
-works out prompt caching, synthesises a deterministic answer and says how long to take.
+directives, injects faults, checks the context window and the model's reasoning settings,
+applies the per-key rate limits, works out prompt caching, synthesises a deterministic
+answer and says how long to take.
 It never touches HTTP: the server (``server.py``) calls :meth:`Engine.prepare` (or
 :meth:`Engine.generate`) and paces and renders the :class:`Outcome` through a wire module.
 Helpers: ``engine_directives`` (markers), ``engine_limits`` (buckets), ``engine_cache``
 (prefix caches), ``engine_answers`` and ``engine_schema`` (answers), ``engine_errors``
-(provider wording).
+(provider wording), ``engine_reasoning`` (which reasoning settings a model takes).
 """
 
 from __future__ import annotations
