@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 from typing import Any
 
 import httpx2
@@ -224,6 +225,17 @@ def test_openai_request_too_large_is_not_retried_and_not_a_limiter_penalty():
     assert (error.limit_tokens, error.requested_tokens) == (30000, 50213)
     assert not RetryPolicy().is_retryable(error)
     assert SENTINEL_KEY not in str(error)
+    copy = pickle.loads(pickle.dumps(error))  # crosses Ray process boundaries intact
+    assert (type(copy), copy.limit_tokens, copy.request_id) == (type(error), 30000, "req_big")
+
+
+def test_openai_request_too_large_without_numbers_is_still_recognised():
+    body = {"error": {"message": "Request too large for gpt-4.1.", "code": "rate_limit_exceeded"}}
+    served = Served(429, json.dumps(body).encode(), {"content-type": "application/json"})
+    adapter = OpenAIAdapter(SETTINGS, http_client=served.client())
+    with pytest.raises(RequestTooLargeError) as caught:
+        asyncio.run(adapter.generate(_request("gpt-4.1")))
+    assert (caught.value.limit_tokens, caught.value.requested_tokens) == (None, None)
 
 
 def test_openai_ordinary_429_is_still_retried_and_penalised():

@@ -518,7 +518,7 @@ _CONTEXT_NUMBERS = re.compile(
     r"maximum context length is (\d+) tokens.*?(?:resulted in|requested) (\d+) tokens", re.S
 )
 #: OpenAI's 429 for one request larger than a per-minute limit (never cured by waiting).
-_TOO_LARGE = re.compile(r"Request too large\b.*?Limit (\d+), Requested (\d+)", re.I | re.S)
+_TOO_LARGE = re.compile(r"Request too large\b(?:.*?Limit (\d+), Requested (\d+))?", re.I | re.S)
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.I)
 scrub = scrub_message  # kept under its old name for callers and tests
 
@@ -553,10 +553,11 @@ def _map_status_error(exc: openai.APIStatusError, common: dict[str, Any]) -> LLM
         return ModelNotFoundError(f"OpenAI does not know this model or path: {message}", **common)
     if status == 429:
         if too_large := _TOO_LARGE.search(exc.message or ""):
+            limit, requested = too_large.groups()
             return RequestTooLargeError(
                 message,
-                limit_tokens=int(too_large.group(1)),
-                requested_tokens=int(too_large.group(2)),
+                limit_tokens=int(limit) if limit else None,
+                requested_tokens=int(requested) if requested else None,
                 **common,
             )
         quota = "insufficient_quota" in (code, exc.type)
