@@ -9,7 +9,8 @@
     ├── ProviderOverloadedError     529 / 503 overloaded
     ├── ContextLengthError          prompt longer than the model's window (tokens_used, max_tokens)
     ├── InvalidRequestError         any other 400/422
-    │   └── StructuredOutputError   the reply did not validate against the schema (raw_text)
+    │   ├── StructuredOutputError   the reply did not validate against the schema (raw_text)
+    │   └── RequestTooLargeError    a 429 no wait can cure: one request above a per-minute limit
     ├── ModelNotFoundError          unknown model (suggestions)
     │   └── ModelRetiredError       the model was retired (replacement, retired_on); not sent
     ├── ProviderError               any other provider failure (status, request_id)
@@ -163,6 +164,28 @@ class StructuredOutputError(InvalidRequestError):
         super().__init__(message, **kwargs)
         self.raw_text = raw_text
         self.validation_error = validation_error
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """One request needs more tokens than the account may use in a whole minute (OpenAI's
+    429 "Request too large … on tokens per min"). Waiting cannot help, so it is not retried;
+    and since the account's budget was not used up, it is not a rate-limit penalty either.
+    ``limit_tokens`` and ``requested_tokens`` are the provider's numbers, when it gave them.
+    """
+
+    _fields = ("limit_tokens", "requested_tokens")
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        limit_tokens: int | None = None,
+        requested_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.limit_tokens = limit_tokens
+        self.requested_tokens = requested_tokens
 
 
 class ModelNotFoundError(LLMError):

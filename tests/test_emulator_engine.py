@@ -280,8 +280,9 @@ async def test_reasoning_tokens_by_effort_budget_and_always_on():
     always = await engine.generate(req("q", model="o-test", provider="openai"), KEY)
     plain = await engine.generate(req("q", model="gpt-test", provider="openai"), KEY)
     assert 384 <= low.reasoning_tokens <= 640
-    assert capped.reasoning_tokens == 500  # over max_tokens: reasoning gets half of it
-    assert capped.output_tokens <= 1000
+    # thoughts count against max_tokens first (as on every provider): none left to answer
+    assert capped.reasoning_tokens == capped.output_tokens == 1000
+    assert (capped.text, capped.finish) == ("", "length")
     assert 1200 <= budget.reasoning_tokens <= 1800
     assert 1536 <= always.reasoning_tokens <= 2560 and always.thinking_text is None
     assert plain.reasoning_tokens == 0

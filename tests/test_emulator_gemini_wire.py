@@ -406,7 +406,9 @@ def test_usage_math_with_thoughts_and_cache():
     assert usage["cachedContentTokenCount"] == 40
     assert usage["totalTokenCount"] == 150
     parts = body["candidates"][0]["content"]["parts"]
-    assert parts == [{"text": "let me think", "thought": True}, {"text": "Paris is sunny."}]
+    assert parts[0] == {"text": "let me think", "thought": True}
+    # after thinking, the answer's part carries the thought signature (as recorded)
+    assert parts[1]["text"] == "Paris is sunny." and parts[1]["thoughtSignature"]
     assert body["candidates"][0]["finishReason"] == "STOP"
     assert (body["modelVersion"], body["responseId"]) == (MODEL, "resp-1")
 

@@ -92,7 +92,8 @@ def test_system_goes_to_system_instruction_and_roles_map():
     assert kwargs["config"]["system_instruction"] == "Be terse."
     assert [c["role"] for c in kwargs["contents"]] == ["user", "model", "user"]
     assert kwargs["config"]["temperature"] == 0.4
-    assert kwargs["config"]["max_output_tokens"] == 512
+    # gemini-2.5-flash thinks unasked: its thoughts get room on top of the answer's 512
+    assert kwargs["config"]["max_output_tokens"] == 512 + gg.THINKING_BUDGETS["high"]
     validated(kwargs)
 
 
@@ -218,7 +219,9 @@ def test_thinking_budget_for_gemini_25(effort, budget):
 def test_thinking_budget_is_capped_by_model_output_limit():
     small = model("gemini-small", max_out=8000)
     config = gg.build_request(request(HELLO, model=small, reasoning_effort="high"))["config"]
-    assert config["thinking_config"]["thinking_budget"] == 8000
+    # the answer keeps its max_tokens (512): the budget takes what the output limit leaves
+    assert config["thinking_config"]["thinking_budget"] == 8000 - 512
+    assert config["max_output_tokens"] == 8000
 
 
 def test_thinking_level_for_gemini_3():

@@ -34,6 +34,7 @@ STRICT_VERSION = "2026-10-21"
 MAX_BREAKPOINTS = 4
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _SAMPLING = ("temperature", "top_p", "top_k")
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 _ERRORS = {
     "authentication": (401, "authentication_error"),
@@ -249,19 +250,42 @@ def _tool_choice(body: dict[str, Any]) -> str:
     raise _invalid("tool_choice: Input should be auto, any, tool or none")
 
 
+def _parallel(body: dict[str, Any]) -> bool:
+    """False when ``tool_choice.disable_parallel_tool_use`` is set."""
+    choice = body.get("tool_choice")
+    return not (isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True)
+
+
+def _effort(body: dict[str, Any]) -> str | None:
+    """``output_config.effort``, validated as the real API does (a 400 otherwise); whether
+    the model takes ``xhigh`` is checked by :mod:`llm.emulator.engine_reasoning`."""
+    config = body.get("output_config")
+    effort = config.get("effort") if isinstance(config, dict) else None
+    if effort is None:
+        return None
+    if effort not in _EFFORTS:
+        raise _invalid(
+            "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"
+        )
+    return str(effort)
+
+
 def _thinking(body: dict[str, Any], max_tokens: int, tool_choice: str) -> dict[str, Any]:
     thinking = body.get("thinking")
     if thinking is None or (isinstance(thinking, dict) and thinking.get("type") == "disabled"):
         return {}
     if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
         raise _invalid("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
-    if tool_choice not in ("auto", "none"):
-        raise _invalid("Thinking may not be enabled when tool_choice forces tool use.")
     shown = thinking.get("display") != "omitted"
     if thinking["type"] == "adaptive":
-        config = body.get("output_config") or {}
-        effort = config.get("effort") if isinstance(config, dict) else None
-        return {"reasoning_effort": effort or "high", "include_thoughts": shown}
+        # Adaptive thinking takes any tool choice; a forced one answers with the call
+        # and no thinking (as recorded from the real API).
+        effort = _effort(body) or "high"
+        if tool_choice not in ("auto", "none"):
+            return {}
+        return {"reasoning_effort": effort, "include_thoughts": shown}
+    if tool_choice not in ("auto", "none"):
+        raise _invalid("Thinking may not be enabled when tool_choice forces tool use.")
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
         raise _invalid(
@@ -317,6 +341,7 @@ def parse_messages(body: Any, headers: Mapping[str, str]) -> EmuRequest:
         raise _invalid("max_tokens: Field required")
     segments, tools, last_user_text, after_tool = _prompt(body)
     tool_choice = _tool_choice(body)
+    effort = _effort(body)
     schema = _schema(body)
     stops = body.get("stop_sequences") or []
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
@@ -333,7 +358,9 @@ def parse_messages(body: Any, headers: Mapping[str, str]) -> EmuRequest:
         tools=tools,
         tool_choice=tool_choice,
         after_tool_result=after_tool,
+        parallel_tool_calls=_parallel(body),
         stop_sequences=tuple(stops),
+        echo={"effort": effort},
         **_thinking(body, max_tokens, tool_choice),
     )
 
@@ -359,7 +386,7 @@ def parse_count_tokens(body: Any, headers: Mapping[str, str]) -> EmuRequest:
 # ------------------------------------------------------------------------- rendering
 def _usage(res: EmuResult, output_tokens: int | None = None) -> dict[str, Any]:
     write_5m = res.cache_write_tokens - res.cache_write_1h_tokens
-    return {
+    usage: dict[str, Any] = {
         "input_tokens": res.input_tokens - res.cached_tokens - res.cache_write_tokens,
         "cache_creation_input_tokens": res.cache_write_tokens,
         "cache_read_input_tokens": res.cached_tokens,
@@ -369,7 +396,11 @@ def _usage(res: EmuResult, output_tokens: int | None = None) -> dict[str, Any]:
         },
         "output_tokens": res.output_tokens if output_tokens is None else output_tokens,
         "service_tier": "standard",
+        "inference_geo": "not_available",
     }
+    if res.reasoning_tokens and output_tokens is None:
+        usage["output_tokens_details"] = {"thinking_tokens": res.reasoning_tokens}
+    return usage
 
 
 def _message_id(res: EmuResult) -> str:
@@ -415,6 +446,7 @@ def render_message(req: EmuRequest, res: EmuResult) -> dict[str, Any]:
         "content": _content(res),
         "stop_reason": _STOP_REASONS.get(res.finish, "end_turn"),
         "stop_sequence": None,
+        "stop_details": None,
         "usage": _usage(res),
     }
 
@@ -459,6 +491,15 @@ def _block_frames(index: int, block: dict[str, Any], res: EmuResult) -> list[byt
     return frames
 
 
+_FINAL_USAGE_KEYS = (
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+    "output_tokens_details",
+)
+
+
 def stream_message(req: EmuRequest, res: EmuResult) -> list[bytes]:
     """The SSE frames of a streamed message, in order (one frame per list item)."""
     message = render_message(req, res)
@@ -466,10 +507,16 @@ def stream_message(req: EmuRequest, res: EmuResult) -> list[bytes]:
     frames = [_frame("message_start", {"type": "message_start", "message": start})]
     for index, block in enumerate(message["content"]):
         frames += _block_frames(index, block, res)
+    # The real final usage repeats the flat counts only (no ``cache_creation`` breakdown,
+    # no ``service_tier``), plus the thinking count when there was thinking.
     delta = {
         "type": "message_delta",
-        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-        "usage": {k: v for k, v in message["usage"].items() if k != "service_tier"},
+        "delta": {
+            "stop_reason": message["stop_reason"],
+            "stop_sequence": None,
+            "stop_details": None,
+        },
+        "usage": {k: v for k, v in message["usage"].items() if k in _FINAL_USAGE_KEYS},
     }
     frames.append(_frame("message_delta", delta))
     frames.append(_frame("message_stop", {"type": "message_stop"}))

@@ -1,13 +1,14 @@
 """The emulator's engine: everything between a parsed request and its rendered answer.
 
 :class:`Engine` checks the key, looks the model up in the registry, reads the ``[[emu:…]]``
-directives, injects faults, checks the context window, applies the per-key rate limits,
-works out prompt caching, synthesises a deterministic answer and says how long to take.
+directives, injects faults, checks the context window and the model's reasoning settings,
+applies the per-key rate limits, works out prompt caching, synthesises a deterministic
+answer and says how long to take.
 It never touches HTTP: the server (``server.py``) calls :meth:`Engine.prepare` (or
 :meth:`Engine.generate`) and paces and renders the :class:`Outcome` through a wire module.
 Helpers: ``engine_directives`` (markers), ``engine_limits`` (buckets), ``engine_cache``
 (prefix caches), ``engine_answers`` and ``engine_schema`` (answers), ``engine_errors``
-(provider wording).
+(provider wording), ``engine_reasoning`` (which reasoning settings a model takes).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from llm.emulator.engine_answers import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MIN_TOKENS,
     answer_text,
-    choose_tool,
+    choose_tools,
+    default_thinking,
+    fit_to_limit,
     json_answer,
     neutral_id,
     reasoning_tokens,
@@ -42,6 +45,7 @@ from llm.emulator.engine_answers import (
 from llm.emulator.engine_cache import CachePlan, ExplicitCaches, PromptCache
 from llm.emulator.engine_directives import FAULT_KINDS, Directives, parse_directives
 from llm.emulator.engine_limits import RateLimits, Throttled
+from llm.emulator.engine_reasoning import check_reasoning
 from llm.emulator.engine_schema import SchemaError
 from llm.emulator.protocol import EmuError, EmuRequest, EmuResult, EmuToolCall, Segment
 from llm.models import ModelInfo
@@ -283,6 +287,7 @@ class Engine:
         explicit = self._explicit_tokens(req, key)
         input_tokens = sum(seg.tokens for seg in req.segments) + explicit
         self._check_sizes(req, info, input_tokens)
+        check_reasoning(req, info)
         scope = f"{key}\x00{info.provider}\x00{info.api_id}"
         plan = self._cache_plan(req, info, scope, explicit)
         anthropic = req.provider == "anthropic"  # Anthropic's ITPM ignores cache reads
@@ -390,19 +395,17 @@ class Engine:
     ) -> EmuResult:
         rng = random.Random(stable_hash(self.config.seed, request_key))
         cap = req.max_tokens if req.max_tokens is not None else info.max_output_tokens
-        always_on = info.capabilities.reasoning_always_on
-        reasoning = reasoning_tokens(req.reasoning_effort, req.reasoning_budget, always_on, rng)
+        default = default_thinking(req.provider, info)
+        reasoning = reasoning_tokens(req.reasoning_effort, req.reasoning_budget, default, rng)
         calls, text, answer_tokens = self._answer_body(
             req, directives, topic, request_key, rng, attempt
         )
         finish = "tool_calls" if calls else "stop"
-        if reasoning + answer_tokens > cap:
-            reasoning = min(reasoning, cap // 2)
-            if answer_tokens > cap - reasoning:
-                answer_tokens = cap - reasoning
-                text = truncate_tokens(text, answer_tokens)
-                answer_tokens = answer_tokens if calls else count_text_tokens(text)
-                finish = "length"
+        reasoning, allowed = fit_to_limit(reasoning, answer_tokens, cap)
+        if allowed < answer_tokens:
+            text = truncate_tokens(text, allowed)
+            answer_tokens = allowed if calls else count_text_tokens(text)
+            finish = "length"
         thoughts = None
         if reasoning > 0 and (req.include_thoughts or req.provider == "anthropic"):
             thoughts = thinking_summary(topic)
@@ -429,14 +432,17 @@ class Engine:
         attempt: int,
     ) -> tuple[tuple[EmuToolCall, ...], str, int]:
         """(tool calls, text, answer tokens): a tool call, a JSON document or prose."""
-        tool = choose_tool(req, topic)
-        if tool is not None:
-            call_id = neutral_id(self.config.seed, request_key, tool.name)
-            try:
-                call = tool_call(tool, call_id, rng)
-            except (SchemaError, RecursionError) as exc:
-                raise EmuError("invalid_request", f"Unsupported tool schema: {exc}") from None
-            return (call,), "", tool_call_tokens(call)
+        tools = choose_tools(req, topic)
+        if tools:
+            calls = []
+            for index, tool in enumerate(tools):
+                extra = (index,) if index else ()
+                call_id = neutral_id(self.config.seed, request_key, tool.name, *extra)
+                try:
+                    calls.append(tool_call(tool, call_id, rng))
+                except (SchemaError, RecursionError) as exc:
+                    raise EmuError("invalid_request", f"Unsupported tool schema: {exc}") from None
+            return tuple(calls), "", sum(tool_call_tokens(call) for call in calls)
         if req.json_schema is not None:
             violate = directives.invalid_json_active(attempt)
             try:

@@ -59,8 +59,12 @@ def _object(value: Any, where: str) -> dict[str, Any]:
 
 
 def _list(value: Any, where: str) -> list[Any]:
+    """A repeated field. Like Google's own JSON parser, one object stands for a list of one
+    (recorded: ``"tools": {"function_declarations": [...]}`` is accepted)."""
     if value is None:
         return []
+    if isinstance(value, dict):
+        return [value]
     if not isinstance(value, list):
         raise _invalid(f"Invalid JSON payload received. '{where}' must be a list.")
     return value
@@ -309,9 +313,21 @@ def _thinking(gen: Mapping[str, Any], echo: dict[str, Any]) -> dict[str, Any]:
         if budget == 0:
             echo["thinking_off"] = True
     level = _get(config, "thinkingLevel")
-    if isinstance(level, str) and level.upper() != "THINKING_LEVEL_UNSPECIFIED":
+    if level is not None and (not isinstance(level, str) or level not in _THINKING_LEVELS):
+        raise _invalid(
+            "Invalid value at 'generation_config.thinking_config.thinking_level' "
+            "(type.googleapis.com/google.ai.generativelanguage.v1beta.GenerationConfig."
+            f'ThinkingConfig.ThinkingLevel), "{level}"'
+        )
+    if isinstance(level, str) and level != "THINKING_LEVEL_UNSPECIFIED":
+        if budget is not None:
+            raise _invalid("You can only set only one of thinking budget and thinking level.")
         out["reasoning_effort"] = level.lower()
     return out
+
+
+#: The ``ThinkingLevel`` enum (google-genai 3.6.1); protobuf JSON takes the names only.
+_THINKING_LEVELS = ("THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH", "XHIGH")
 
 
 def _int_field(value: Any, name: str) -> int:

@@ -104,6 +104,11 @@ def _usage(req: EmuRequest, res: EmuResult, candidates: int | None = None) -> di
         usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": res.cached_tokens}]
     if thoughts > 0:
         usage["thoughtsTokenCount"] = thoughts
+    if _legacy(req):  # recorded: 1.x/2.0 itemise the answer; 2.5+ name the service tier
+        if cand > 0:
+            usage["candidatesTokensDetails"] = [{"modality": "TEXT", "tokenCount": cand}]
+    else:
+        usage["serviceTier"] = "standard"
     return usage
 
 
@@ -134,6 +139,15 @@ def _call_parts(req: EmuRequest, res: EmuResult) -> list[dict[str, Any]]:
     return parts
 
 
+def _signed_text(req: EmuRequest, res: EmuResult, text: str, *, signed: bool) -> dict[str, Any]:
+    """A text part; after thinking (and without calls, which carry the signature) it bears
+    the ``thoughtSignature``, as recorded: on the answer's part, or a stream's last empty one."""
+    part: dict[str, Any] = {"text": text}
+    if signed and res.reasoning_tokens > 0 and not _legacy(req):
+        part["thoughtSignature"] = _signature(res)
+    return part
+
+
 def _thought_parts(req: EmuRequest, res: EmuResult) -> list[dict[str, Any]]:
     if req.include_thoughts and res.thinking_text:
         return [{"text": res.thinking_text, "thought": True}]
@@ -144,13 +158,33 @@ def _finish_reason(res: EmuResult) -> str:
     return "MAX_TOKENS" if res.finish == "length" else "STOP"
 
 
+def _legacy(req: EmuRequest) -> bool:
+    """Gemini 1.x/2.0: candidates carry no ``index``; whole answers carry ``avgLogprobs``."""
+    return not _THINKING_FAMILY.match(bare_model(req.model))
+
+
+def avg_logprobs(text: str) -> float:
+    """A deterministic mean log-probability for ``text`` (real values: about -0.02 to -0.6)."""
+    fraction = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") / 2**32
+    return -round(0.02 + 0.58 * fraction, 6)
+
+
 def _envelope(
-    res: EmuResult, parts: list[dict[str, Any]], usage: dict[str, Any], finish: str | None
+    req: EmuRequest,
+    res: EmuResult,
+    parts: list[dict[str, Any]],
+    usage: dict[str, Any],
+    finish: str | None,
+    *,
+    whole: bool = False,
 ) -> dict[str, Any]:
     candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
     if finish:
         candidate["finishReason"] = finish
-    candidate["index"] = 0
+    if not _legacy(req):
+        candidate["index"] = 0
+    elif whole:
+        candidate["avgLogprobs"] = avg_logprobs(res.text)
     return {
         "candidates": [candidate],
         "usageMetadata": usage,
@@ -164,9 +198,9 @@ def render_generate(req: EmuRequest, res: EmuResult) -> dict:
     parts = _thought_parts(req, res)
     calls = _call_parts(req, res)
     if res.text or not calls:
-        parts.append({"text": res.text})
+        parts.append(_signed_text(req, res, res.text, signed=not calls))
     parts += calls
-    return _envelope(res, parts, _usage(req, res), _finish_reason(res))
+    return _envelope(req, res, parts, _usage(req, res), _finish_reason(res), whole=True)
 
 
 def _frame(chunk: dict[str, Any]) -> bytes:
@@ -178,17 +212,18 @@ def stream_generate(req: EmuRequest, res: EmuResult) -> list[bytes]:
     final = res.output_tokens - res.reasoning_tokens
     frames: list[bytes] = []
     if thought := _thought_parts(req, res):
-        frames.append(_frame(_envelope(res, thought, _usage(req, res, 0), None)))
+        frames.append(_frame(_envelope(req, res, thought, _usage(req, res, 0), None)))
     chunks = res.text_chunks or ((res.text,) if res.text else ())
     so_far = ""
     for chunk in chunks:
         so_far += chunk
         cumulative = min(final, tokens.count_text_tokens(so_far))
         usage = _usage(req, res, cumulative)
-        frames.append(_frame(_envelope(res, [{"text": chunk}], usage, None)))
+        frames.append(_frame(_envelope(req, res, [{"text": chunk}], usage, None)))
     if calls := _call_parts(req, res):
-        frames.append(_frame(_envelope(res, calls, _usage(req, res), None)))
-    end = _envelope(res, [{"text": ""}], _usage(req, res), _finish_reason(res))
+        frames.append(_frame(_envelope(req, res, calls, _usage(req, res), None)))
+    last = _signed_text(req, res, "", signed=not res.tool_calls)
+    end = _envelope(req, res, [last], _usage(req, res), _finish_reason(res))
     frames.append(_frame(end))
     return frames
 

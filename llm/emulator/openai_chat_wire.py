@@ -8,10 +8,13 @@ by :mod:`llm.tokens` rules, in prompt order) and rendering an :class:`EmuResult`
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from llm import tokens
 from llm.emulator.openai_common import (
     PromptBuilder,
     arguments_json,
@@ -75,9 +78,14 @@ def parse_chat(body: dict[str, Any], headers: Mapping[str, str] | None = None) -
         tools=tools,
         tool_choice=_parse_tool_choice(body.get("tool_choice"), tools),
         after_tool_result=messages[-1].get("role") in ("tool", "function"),
+        parallel_tool_calls=body.get("parallel_tool_calls") is not False,
         reasoning_effort=check_effort(body.get("reasoning_effort"), "reasoning_effort"),
         stop_sequences=_parse_stop(body.get("stop")),
-        echo={"include_usage": include_usage, "service_tier": body.get("service_tier")},
+        echo={
+            "include_usage": include_usage,
+            "service_tier": body.get("service_tier"),
+            "instruction_role": _instruction_role(messages),
+        },
     )
 
 
@@ -98,6 +106,14 @@ def _require_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(message, dict):
             raise wrong_type(f"messages[{index}]", "an object", message)
     return messages
+
+
+def _instruction_role(messages: list[dict[str, Any]]) -> tuple[int, str] | None:
+    """(index, role) of the first ``system``/``developer`` message (some models refuse them)."""
+    for index, message in enumerate(messages):
+        if message.get("role") in ("system", "developer"):
+            return index, str(message["role"])
+    return None
 
 
 def _parse_message(message: dict[str, Any], where: str) -> tuple[str, list[dict[str, Any]]]:
@@ -144,8 +160,56 @@ def _content_part(part: object, where: str, allow_images: bool) -> dict[str, Any
             raise wrong_type(f"{where}.image_url", "an object", image)
         count, digest = image_tokens_from_url(image.get("url"), f"{where}.image_url.url")
         return {"type": "image", "digest": digest, "tokens": count}
-    allowed = ("text", "image_url") if allow_images else ("text", "refusal")
+    if kind == "file" and allow_images:
+        return _file_part(part.get("file"), f"{where}.file")
+    if kind == "input_audio" and allow_images:
+        return _audio_part(part.get("input_audio"), f"{where}.input_audio")
+    allowed = ("text", "image_url", "input_audio", "file") if allow_images else ("text", "refusal")
     raise bad_value(f"{where}.type", kind, allowed)
+
+
+def _decoded(data: str, param: str, what: str) -> bytes:
+    payload = data.split(",", 1)[1] if data.startswith("data:") else data
+    try:
+        return base64.b64decode(payload, validate=True)
+    except ValueError:
+        raise invalid(
+            f"Invalid '{param}': the {what} is not valid base64.", param=param, code="invalid_value"
+        ) from None
+
+
+def _audio_part(audio: object, where: str) -> dict[str, Any]:
+    """An ``input_audio`` part, accepted as the real API does; billed one token per 1,000
+    decoded bytes (a rough stand-in for the provider's audio tokens)."""
+    if not isinstance(audio, dict):
+        raise wrong_type(where, "an object", audio)
+    data = audio.get("data")
+    if not isinstance(data, str):
+        raise missing(f"{where}.data")
+    raw = _decoded(data, f"{where}.data", "audio data")
+    return {
+        "type": "image",
+        "digest": hashlib.sha256(raw).hexdigest(),
+        "tokens": 1 + len(raw) // 1000,
+    }
+
+
+def _file_part(file: object, where: str) -> dict[str, Any]:
+    """A ``file`` part (a PDF or other document, inline or by id), accepted as the real API
+    does. Billed as one token per four decoded bytes (at least an image's minimum): a rough
+    stand-in, since the real count depends on the document's text and pages."""
+    if not isinstance(file, dict):
+        raise wrong_type(where, "an object", file)
+    file_id = file.get("file_id")
+    if isinstance(file_id, str) and file_id:
+        digest = hashlib.sha256(file_id.encode()).hexdigest()
+        return {"type": "image", "digest": digest, "tokens": tokens.MIN_IMAGE_TOKENS}
+    data = file.get("file_data")
+    if not isinstance(data, str):
+        raise missing(f"{where}.file_data")
+    raw = _decoded(data, f"{where}.file_data", "file data")
+    size = max(tokens.MIN_IMAGE_TOKENS, len(raw) // 4)
+    return {"type": "image", "digest": hashlib.sha256(raw).hexdigest(), "tokens": size}
 
 
 def _joined_text(content: object, where: str) -> str:

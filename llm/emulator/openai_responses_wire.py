@@ -108,6 +108,7 @@ def parse_responses(body: dict[str, Any], headers: Mapping[str, str] | None = No
         tools=tools,
         tool_choice=_parse_tool_choice(body.get("tool_choice"), tools),
         after_tool_result=items[-1].get("type") == "function_call_output",
+        parallel_tool_calls=body.get("parallel_tool_calls") is not False,
         reasoning_effort=reasoning["effort"],
         include_thoughts=reasoning["summary"] is not None,
         echo=_echo(body, tools, fmt, reasoning),

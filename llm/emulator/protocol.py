@@ -63,8 +63,10 @@ class EmuRequest:
     tools: tuple[EmuTool, ...] = ()
     #: "auto", "any" (some tool must be called), "none", or a tool name to force.
     tool_choice: str = "auto"
-    #: The last turn is a tool result: answer in text rather than calling a tool again.
+    #: The last turn is a tool result: in auto mode the model answers it in text.
     after_tool_result: bool = False
+    #: False when the request switched parallel tool calls off (at most one call).
+    parallel_tool_calls: bool = True
     #: Reasoning asked for: an effort word ("minimal".."high") or a token budget.
     reasoning_effort: str | None = None
     reasoning_budget: int | None = None

@@ -24,6 +24,13 @@ Decisions worth knowing:
   Thinking tokens come from ``usage.output_tokens_details.thinking_tokens`` when the API
   reports it; older responses do not, and then they are estimated from the thinking text
   with :func:`llm.tokens.count_text_tokens` (capped at ``output_tokens``).
+  ``redacted_thinking`` blocks carry no readable text (their ``data`` is encrypted) but
+  are billed as output: each answer with such blocks adds the output tokens that its
+  visible parts (text, tool-call arguments, readable thinking, counted the same way) do not
+  account for, at least one token per redacted block; the total stays capped at
+  ``output_tokens``. It is an estimate, as exact as the local token counter.
+* **Request ids.** From the ``request-id`` header; an error answer without that header
+  (proxies, gateways) still names its id in the body's ``request_id``, which is used then.
 """
 
 from __future__ import annotations
@@ -71,7 +78,7 @@ from llm.providers.common import (
     validate_image,
 )
 from llm.retry import parse_retry_after
-from llm.tokens import REQUEST_OVERHEAD, count_text_tokens
+from llm.tokens import REQUEST_OVERHEAD, count_text_tokens, count_tool_call_tokens
 from llm.types import (
     FinishReason,
     ImageContent,
@@ -292,8 +299,30 @@ def build_count_request(req: ProviderRequest) -> dict[str, Any]:
 # --------------------------------------------------------------------------- responses
 
 
-def convert_usage(usage: Any, thinking_text: str | None = None) -> Usage:
-    """Anthropic usage (SDK object or dict) in our convention (see :mod:`llm.types`)."""
+def estimate_reasoning(
+    output: int, thinking_text: str | None, *, redacted_blocks: int = 0, visible_tokens: int = 0
+) -> int:
+    """Reasoning tokens when the API does not report them (see the module docstring)."""
+    readable = count_text_tokens(thinking_text) if thinking_text else 0
+    estimate = readable
+    if redacted_blocks:
+        unaccounted = output - readable - visible_tokens
+        estimate += max(unaccounted, redacted_blocks)
+    return min(output, estimate)
+
+
+def convert_usage(
+    usage: Any,
+    thinking_text: str | None = None,
+    *,
+    redacted_blocks: int = 0,
+    visible_tokens: int = 0,
+) -> Usage:
+    """Anthropic usage (SDK object or dict) in our convention (see :mod:`llm.types`).
+
+    ``redacted_blocks`` and ``visible_tokens`` (tokens of the answer's text and tool-call
+    arguments) feed the reasoning estimate when the API reports no thinking tokens.
+    """
     uncached = field_of(usage, "input_tokens") or 0
     cache_write = field_of(usage, "cache_creation_input_tokens") or 0
     cache_read = field_of(usage, "cache_read_input_tokens") or 0
@@ -303,7 +332,9 @@ def convert_usage(usage: Any, thinking_text: str | None = None) -> Usage:
     if reported is not None:
         reasoning = reported
     else:
-        reasoning = min(output, count_text_tokens(thinking_text)) if thinking_text else 0
+        reasoning = estimate_reasoning(
+            output, thinking_text, redacted_blocks=redacted_blocks, visible_tokens=visible_tokens
+        )
     return Usage(
         input_tokens=uncached + cache_write + cache_read,
         output_tokens=output,
@@ -356,6 +387,8 @@ class _Answer:
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.thinking: list[str] = []
+        #: ``redacted_thinking`` blocks seen (encrypted; counted for the reasoning estimate)
+        self.redacted = 0
         #: content index -> {"id", "name", and "input" (a dict) or "json" (fragments)}
         self.tools: dict[int, dict[str, Any]] = {}
         self.usage: dict[str, Any] = {}
@@ -380,10 +413,20 @@ class _Answer:
 
     def result(self, headers: Mapping[str, str] | None, now: datetime | None) -> ProviderResult:
         thinking_text = "".join(self.thinking) or None
+        text = "".join(self.texts)
+        calls = self._tool_calls()
+        visible = 0
+        if self.redacted:
+            visible = count_text_tokens(text) + sum(
+                count_tool_call_tokens(call.name, call.arguments) for call in calls
+            )
+        usage = convert_usage(
+            self.usage, thinking_text, redacted_blocks=self.redacted, visible_tokens=visible
+        )
         return ProviderResult(
-            text="".join(self.texts),
-            tool_calls=self._tool_calls(),
-            usage=convert_usage(self.usage, thinking_text),
+            text=text,
+            tool_calls=calls,
+            usage=usage,
             finish_reason=_finish(self.stop_reason),
             raw_finish_reason=self.stop_reason,
             reasoning_text=thinking_text,
@@ -404,6 +447,8 @@ def parse_response(
             answer.texts.append(block.text)
         elif block.type == "thinking":
             answer.thinking.append(block.thinking)
+        elif block.type == "redacted_thinking":
+            answer.redacted += 1
         elif block.type == "tool_use":
             answer.tools[index] = {"id": block.id, "name": block.name, "input": block.input}
     answer._merge_usage(message.usage)
@@ -449,6 +494,13 @@ def _is_quota(exc: anthropic.APIStatusError, message: str) -> bool:
     return "spend limit" in message.lower()
 
 
+def _body_request_id(exc: anthropic.APIStatusError) -> str | None:
+    """The ``request_id`` an error body carries (used when the header is missing)."""
+    body = getattr(exc, "body", None)
+    value = body.get("request_id") if isinstance(body, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def _status_error(exc: anthropic.APIStatusError, model: str) -> LLMError:
     status = exc.status_code
     message = getattr(exc, "api_message", None) or f"HTTP {status} from Anthropic"
@@ -456,7 +508,7 @@ def _status_error(exc: anthropic.APIStatusError, model: str) -> LLMError:
         "provider": PROVIDER,
         "model": model,
         "status": status,
-        "request_id": exc.request_id,
+        "request_id": exc.request_id or _body_request_id(exc),
     }
     error_type = getattr(exc, "type", None)
     if status == 529 or error_type == "overloaded_error":
@@ -515,6 +567,8 @@ class _StreamState(_Answer):
             block = event.content_block
             if block.type == "tool_use":
                 self.tools[event.index] = {"id": block.id, "name": block.name, "json": []}
+            elif block.type == "redacted_thinking":
+                self.redacted += 1
         elif kind == "content_block_delta":
             return self._on_delta(event.index, event.delta)
         elif kind == "message_delta":

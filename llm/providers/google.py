@@ -23,8 +23,21 @@ Mapping notes:
   ``ANY`` + ``allowed_function_names``). Structured output → ``response_mime_type``
   ``application/json`` + ``response_json_schema``.
 * ``reasoning_effort`` → ``thinking_config`` with ``include_thoughts`` false:
-  ``gemini_budget`` models (2.5) get a ``thinking_budget`` from :data:`THINKING_BUDGETS`
-  (capped at the model's output limit), ``gemini_level`` models (3.x) get ``thinking_level``.
+  ``gemini_budget`` models (2.5) get a ``thinking_budget`` from :data:`THINKING_BUDGETS`,
+  ``gemini_level`` models (3.x) get ``thinking_level``.
+* **Thoughts count against ``maxOutputTokens``** (Gemini's rule), so a thinking request
+  sent with ``maxOutputTokens = max_tokens`` can spend the whole limit on thoughts and
+  answer ``MAX_TOKENS`` with no text. As the Anthropic adapter does, ``max_tokens`` stays
+  the answer's: ``maxOutputTokens`` is ``max_tokens`` plus a thinking allowance
+  (:func:`thinking_allowance`: the 2.5 budget, :data:`THINKING_BUDGETS` of the effort for a
+  3.x level, the ``high`` allowance when no effort is given to a model that thinks by
+  default, :func:`thinks_by_default`: 3.x, 2.5 Pro and Flash), capped at the model's output
+  limit; when the cap bites, a 2.5 budget shrinks to the room left (never below the
+  ``minimal`` budget). What the caller gets: the answer can use up to ``max_tokens`` (plus
+  any allowance the thoughts leave unused); thoughts are billed as output and reported in
+  ``reasoning_tokens``. A 3.x level or a default budget is a target, not a hard cap, so a
+  model that thinks past its allowance can still end with ``finish_reason="length"`` and
+  short or empty text; ``reasoning_tokens`` then shows where the tokens went.
 * Usage: ``promptTokenCount`` (which includes ``cachedContentTokenCount``) → input;
   ``cachedContentTokenCount`` → cached; ``candidatesTokenCount + thoughtsTokenCount`` →
   output (Gemini counts thoughts separately); ``thoughtsTokenCount`` → reasoning.
@@ -217,14 +230,48 @@ def map_tool_config(choice: str | None) -> dict[str, Any] | None:
     return {"function_calling_config": {"mode": "ANY", "allowed_function_names": [choice]}}
 
 
-def thinking_config(model: ModelInfo, effort: str | None) -> dict[str, Any] | None:
-    """``thinking_config`` for an effort, by the model's reasoning style (None: model default)."""
+def thinks_by_default(model: ModelInfo) -> bool:
+    """Whether the model thinks when the request says nothing about thinking: every 3.x
+    (level-style) model and the 2.5 models, except 2.5 Flash-Lite, which thinks only when
+    given a budget (Google's thinking guide)."""
+    caps = model.capabilities
+    if caps.reasoning_style == "gemini_level" or caps.reasoning_always_on:
+        return True
+    return caps.reasoning_style == "gemini_budget" and "-lite" not in model.api_id
+
+
+def thinking_allowance(model: ModelInfo, effort: str | None) -> int:
+    """Output tokens set aside for thoughts on top of ``max_tokens`` (0: no thinking expected)."""
+    if model.capabilities.reasoning_style not in ("gemini_budget", "gemini_level"):
+        return 0
+    if effort is not None:
+        return THINKING_BUDGETS[effort]
+    return THINKING_BUDGETS["high"] if thinks_by_default(model) else 0
+
+
+def max_output_tokens(model: ModelInfo, max_tokens: int, effort: str | None) -> int:
+    """``maxOutputTokens``: the answer's ``max_tokens`` plus the thinking allowance, capped
+    at the model's output limit (never below ``max_tokens``)."""
+    allowance = thinking_allowance(model, effort)
+    return max(max_tokens, min(max_tokens + allowance, model.max_output_tokens))
+
+
+def thinking_config(
+    model: ModelInfo, effort: str | None, max_tokens: int | None = None
+) -> dict[str, Any] | None:
+    """``thinking_config`` for an effort, by the model's reasoning style (None: model default).
+
+    A 2.5 budget is cut to the room the output limit leaves above ``max_tokens``.
+    """
     style = model.capabilities.reasoning_style
     if effort is None or style not in ("gemini_budget", "gemini_level"):
         return None
     if style == "gemini_level":
         return {"thinking_level": effort.upper(), "include_thoughts": False}
-    budget = min(THINKING_BUDGETS[effort], model.max_output_tokens)
+    budget = THINKING_BUDGETS[effort]
+    room = model.max_output_tokens - (max_tokens or 0)
+    if room < budget:
+        budget = max(room, THINKING_BUDGETS["minimal"])
     return {"thinking_budget": budget, "include_thoughts": False}
 
 
@@ -241,8 +288,9 @@ def _static_prefix(request: ProviderRequest, system: str | None) -> dict[str, An
 
 def build_config(request: ProviderRequest, system: str | None) -> dict[str, Any]:
     """The ``GenerateContentConfig`` fields for ``request``, as a dict."""
+    effort = request.reasoning_effort
     config: dict[str, Any] = {
-        "max_output_tokens": request.max_tokens,
+        "max_output_tokens": max_output_tokens(request.model, request.max_tokens, effort),
         "automatic_function_calling": {"disable": True},
     }
     if request.cached_content:
@@ -254,7 +302,7 @@ def build_config(request: ProviderRequest, system: str | None) -> dict[str, Any]
     if request.structured_output_schema is not None:
         config["response_mime_type"] = "application/json"
         config["response_json_schema"] = request.structured_output_schema
-    if (thinking := thinking_config(request.model, request.reasoning_effort)) is not None:
+    if (thinking := thinking_config(request.model, effort, request.max_tokens)) is not None:
         config["thinking_config"] = thinking
     if request.timeout is not None:
         config["http_options"] = {"timeout": int(request.timeout * 1000)}

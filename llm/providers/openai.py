@@ -37,6 +37,10 @@ Mapping notes:
   :class:`RateLimitSnapshot` (there is no separate output budget on OpenAI).
 * Token counting: Chat Completions has no count endpoint, so ``count_tokens`` returns the
   local estimate of :func:`llm.providers.common.estimate_prompt_tokens`.
+* A 429 "Request too large … on tokens per min (TPM): Limit N, Requested M" is one request
+  bigger than the account's per-minute budget: :class:`~llm.exceptions.RequestTooLargeError`
+  (an ``InvalidRequestError``), never retried and no rate-limit penalty for the account.
+* Tool calls without an ``id`` (some compatible servers) get a generated ``call_…`` id.
 * Errors chain ``from None``: SDK exceptions (whose text may quote a masked key) are never
   attached to ours; key-like strings are scrubbed from provider messages.
 """
@@ -46,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -64,6 +69,7 @@ from llm.exceptions import (
     ProviderError,
     ProviderOverloadedError,
     RateLimitError,
+    RequestTooLargeError,
 )
 from llm.models import ModelInfo
 from llm.providers.base import (
@@ -362,13 +368,19 @@ def parse_rate_limit_headers(headers: Mapping[str, str] | None) -> RateLimitSnap
     )
 
 
+def _fresh_call_id() -> str:
+    """An id for a tool call that came without one (some compatible servers omit it): the
+    caller needs one to send the result back."""
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
 def _parse_tool_calls(raw_calls: Any) -> tuple[ToolCall, ...]:
     calls = []
     for call in raw_calls or ():
         function = _get(call, "function")
         calls.append(
             ToolCall(
-                id=_get(call, "id") or "",
+                id=_get(call, "id") or _fresh_call_id(),
                 name=_get(function, "name") or "",
                 arguments=parse_json_arguments(_get(function, "arguments")),
             )
@@ -457,22 +469,34 @@ class StreamAssembler:
                 slot["arguments"] += function.arguments
 
     def result(self, headers: Mapping[str, str] | None = None) -> ProviderResult:
-        """The assembled answer; raises ``ProviderConnectionError`` if the stream was cut."""
-        if self.finish is None:
+        """The assembled answer; raises ``ProviderConnectionError`` if the stream was cut.
+
+        A stream is complete when a ``finish_reason`` arrived or, failing that, its usage
+        chunk (sent last, after the final choice, when ``include_usage`` is on): some
+        OpenAI-compatible servers end with usage and ``[DONE]`` but never set a finish
+        reason. Such an answer is kept (finish ``tool_calls`` if it called tools, else
+        ``stop``; ``raw_finish_reason`` None), never discarded and bought again.
+        """
+        if self.finish is None and self.usage is None:
             raise ProviderConnectionError(
-                "the stream ended before a finish reason arrived", provider=PROVIDER
+                "the stream ended before a finish reason or its usage arrived", provider=PROVIDER
             )
-        finish = map_finish_reason(self.finish)
+        calls = tuple(
+            ToolCall(
+                id=slot["id"] or _fresh_call_id(),
+                name=slot["name"],
+                arguments=parse_json_arguments(slot["arguments"]),
+            )
+            for _, slot in sorted(self.tool_calls.items())
+        )
+        if self.finish is None:
+            finish: FinishReason = "tool_calls" if calls else "stop"
+        else:
+            finish = map_finish_reason(self.finish)
         details: dict[str, Any] = {}
         if self.refusal_parts:
             finish = "content_filter"
             details["refusal"] = "".join(self.refusal_parts)
-        calls = tuple(
-            ToolCall(
-                id=slot["id"], name=slot["name"], arguments=parse_json_arguments(slot["arguments"])
-            )
-            for _, slot in sorted(self.tool_calls.items())
-        )
         headers = headers or {}
         return ProviderResult(
             text="".join(self.text_parts),
@@ -493,6 +517,8 @@ class StreamAssembler:
 _CONTEXT_NUMBERS = re.compile(
     r"maximum context length is (\d+) tokens.*?(?:resulted in|requested) (\d+) tokens", re.S
 )
+#: OpenAI's 429 for one request larger than a per-minute limit (never cured by waiting).
+_TOO_LARGE = re.compile(r"Request too large\b(?:.*?Limit (\d+), Requested (\d+))?", re.I | re.S)
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.I)
 scrub = scrub_message  # kept under its old name for callers and tests
 
@@ -526,6 +552,14 @@ def _map_status_error(exc: openai.APIStatusError, common: dict[str, Any]) -> LLM
     if status == 404:
         return ModelNotFoundError(f"OpenAI does not know this model or path: {message}", **common)
     if status == 429:
+        if too_large := _TOO_LARGE.search(exc.message or ""):
+            limit, requested = too_large.groups()
+            return RequestTooLargeError(
+                message,
+                limit_tokens=int(limit) if limit else None,
+                requested_tokens=int(requested) if requested else None,
+                **common,
+            )
         quota = "insufficient_quota" in (code, exc.type)
         return RateLimitError(
             message, retry_after_s=_retry_hint(exc), quota_exhausted=quota, **common
