@@ -29,7 +29,6 @@ import atexit
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,12 @@ import pyarrow.compute as pc
 
 from llm.executor import Executed
 from runtime.journal_log import JOURNAL_DIR, GroupCommit, JournalEntry, JournalLog, JournalTail
-from runtime.ledger_store import LedgerRecord, LedgerWriter, read_ledger
+from runtime.ledger_store import LedgerRecord, LedgerWriter
+from runtime.ledger_view import scan_complete, summarize
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["JOURNAL_DIR", "LedgerActor", "ledger_summary"]
-
-_ZERO = Decimal(0)
 
 
 class LedgerActor:
@@ -228,7 +226,8 @@ class LedgerActor:
     async def totals(self, job_id: str | None = None) -> dict[str, Any]:
         """Requests, errors, tokens, exact cost and per-model figures (of one job, or all)."""
         await self.flush()
-        return ledger_summary(read_ledger(self.directory), job_id=job_id)
+        tables = scan_complete(self.directory, job_id=job_id)
+        return await asyncio.to_thread(summarize, tables)
 
     def pending_count(self) -> int:
         """Rows given to :meth:`record` and not yet acknowledged (waiting for the journal)."""
@@ -253,25 +252,4 @@ def ledger_summary(table: pa.Table, *, job_id: str | None = None) -> dict[str, A
     """Totals of a ledger table, optionally of one job; costs are exact Decimals."""
     if job_id is not None:
         table = table.filter(pc.equal(table["job_id"], job_id))
-    ok = pc.sum(pc.equal(table["status"], "ok")).as_py() or 0
-    totals: dict[str, Any] = {"requests": table.num_rows, "errors": table.num_rows - ok}
-    for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
-        totals[name] = pc.sum(table[name]).as_py() or 0
-    totals["total_tokens"] = pc.sum(table["total_tokens"]).as_py() or 0
-    totals["total_cost"] = pc.sum(table["total_cost"]).as_py() or _ZERO
-    totals["cache_savings"] = pc.sum(table["cache_savings"]).as_py() or _ZERO
-    totals["by_model"] = _by_model(table)
-    return totals
-
-
-def _by_model(table: pa.Table) -> dict[str, dict[str, Any]]:
-    by_model: dict[str, dict[str, Any]] = {}
-    columns = table.select(["model", "total_tokens", "total_cost"]).to_pylist()
-    for row in columns:
-        entry = by_model.setdefault(
-            row["model"], {"requests": 0, "total_tokens": 0, "total_cost": _ZERO}
-        )
-        entry["requests"] += 1
-        entry["total_tokens"] += row["total_tokens"]
-        entry["total_cost"] += row["total_cost"]
-    return by_model
+    return summarize([table])

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 JOURNAL_DIR = "_journal"
 SEGMENT_GLOB = "wal-*.jsonl"
-_LEGACY_GLOB = "part-*.parquet"
+LEGACY_GLOB = "part-*.parquet"
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class JournalTail:
         if not self.directory.is_dir():
             return []
         entries: list[JournalEntry] = []
-        for path in sorted(self.directory.glob(_LEGACY_GLOB)):
+        for path in sorted(self.directory.glob(LEGACY_GLOB)):
             if path not in self._legacy_read:
                 self._legacy_read.add(path)
                 entries.extend(_read_legacy_part(path))

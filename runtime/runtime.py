@@ -46,6 +46,7 @@ from urllib.parse import urlparse
 
 from llm.config import PROVIDERS, Settings, load_settings, read_dotenv
 from llm.retry import RetryConfig
+from runtime import exit_flush
 from runtime.limits_config import AccountSpec, load_limits
 from runtime.routing import parse_fallbacks
 
@@ -146,6 +147,7 @@ class Runtime:
                 )
             self.started_ray = True
         self._create_actors()
+        exit_flush.remember(self)  # the ledger reaches Parquet even without shutdown()
         return self
 
     def _create_actors(self) -> None:
@@ -190,6 +192,7 @@ class Runtime:
         """Commit the ledger; with ``kill_actors`` also end the actors; stop Ray if we started it."""
         import ray
 
+        exit_flush.forget(self)
         if not ray.is_initialized():
             return
         if self._ledger is not None:
@@ -202,6 +205,13 @@ class Runtime:
         if self.started_ray:
             ray.shutdown()
             self.started_ray = False
+
+    def flush_ledger(self, timeout_s: float | None = None) -> None:
+        """Write every journaled ledger row to Parquet now (waits up to ``timeout_s``)."""
+        import ray
+
+        if self._ledger is not None and ray.is_initialized():
+            ray.get(self._ledger.flush.remote(), timeout=timeout_s)
 
     def __enter__(self) -> Runtime:
         return self.start()
