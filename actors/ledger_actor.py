@@ -13,11 +13,13 @@ and returns once durable.
 
 The journal also answers reruns. For calls that carry a job id the journal line holds the
 finished :class:`~llm.executor.Executed` too; :meth:`lookup` returns it, also after a
-restart (the journal is read back when the actor starts), so a rerun of a job gets its
-finished answers without paying the provider again. At start, every journaled row missing
-from the Parquet ledger (a kill before it was written) is written to it, so the ledger is
-exactly the acknowledged rows, each once: dedup by request id, across segments and
-restarts, is :class:`LedgerWriter`'s (first row wins).
+restart, so a rerun of a job gets its finished answers without paying the provider again.
+
+Memory is flat in the number of rows: nothing is kept per row. The on-disk index
+(:mod:`runtime.ledger_index`) knows every request id (dedup across segments and restarts:
+first row wins), where each journaled result is (a lookup reads that one line back), and
+which part file each row went to, recorded before the file is written, so that after a kill
+exactly the rows whose part never appeared are written again, and none twice.
 
 This class is plain Python; :mod:`actors.factory` turns it into a Ray actor.
 """
@@ -36,13 +38,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm.executor import Executed
-from runtime.journal_log import JOURNAL_DIR, GroupCommit, JournalEntry, JournalLog, JournalTail
+from runtime.journal_log import (
+    JOURNAL_DIR,
+    GroupCommit,
+    JournalEntry,
+    JournalLog,
+    JournalTail,
+    read_entry,
+)
+from runtime.ledger_index import LedgerIndex, Located
 from runtime.ledger_store import LedgerRecord, LedgerWriter
 from runtime.ledger_view import scan_complete, summarize
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["JOURNAL_DIR", "LedgerActor", "ledger_summary"]
+
+#: How much journal one read takes at most (a restart after a long outage reads in steps).
+READ_CHUNK_BYTES = 16 << 20
 
 
 class LedgerActor:
@@ -58,20 +71,18 @@ class LedgerActor:
         max_batch: int = 2000,
     ) -> None:
         self.directory = Path(directory)
+        self.journal_dir = self.directory / JOURNAL_DIR
         self.flush_interval_s = flush_interval_s
         self.poll_interval_s = poll_interval_s
         self.max_batch = max_batch
-        self._writer = LedgerWriter(self.directory, max_rows=max_batch)
-        self._log = JournalLog(self.directory / JOURNAL_DIR)
+        self._writer = LedgerWriter(self.directory, max_rows=max_batch, track_durable=False)
+        self._index = LedgerIndex(self.directory)
+        self._log = JournalLog(self.journal_dir)
         self._commit = GroupCommit(
-            self._log,
-            commit_interval_s=commit_interval_s,
-            max_batch=max_batch,
-            on_durable=self._journaled,
+            self._log, commit_interval_s=commit_interval_s, max_batch=max_batch
         )
-        self._tail = JournalTail(self.directory / JOURNAL_DIR)
+        self._tail = JournalTail(self.journal_dir, self._index.read_offsets())
         self._tail_lock: asyncio.Lock | None = None
-        self._results: dict[str, str] = {}  # request id -> journaled Executed JSON
         self._writing: asyncio.Task[int] | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -80,26 +91,46 @@ class LedgerActor:
 
     # ------------------------------------------------------------------ the journal
 
-    def _journaled(self, entries: Iterable[JournalEntry]) -> None:
-        """Journaled rows go to the Parquet writer; results become lookups."""
+    def _journaled(self, entries: list[JournalEntry]) -> None:
+        """Index journaled entries; rows new to the ledger go to the Parquet writer."""
+        if not entries:
+            return
+        new = set(
+            self._index.add(
+                (
+                    (e.request_id, e.record.job_id, *e.where, e.result_json is not None)
+                    for e in entries
+                    if e.where is not None
+                ),
+                self._tail.offsets,
+            )
+        )
+        self._writer.append(e.record for e in entries if e.request_id in new)
+
+    def _records_at(self, located: Iterable[Located]) -> list[LedgerRecord]:
         records = []
-        for entry in entries:
-            records.append(entry.record)
-            if entry.result_json is not None:
-                self._results.setdefault(entry.request_id, entry.result_json)
-        self._writer.append(records)
+        for where in located:
+            try:
+                records.append(read_entry(self.journal_dir, _where(where)).record)
+            except (OSError, ValueError):
+                logger.warning("a pending ledger row could not be read back from the journal")
+        return records
 
     async def catch_up(self) -> int:
         """Read what the journal segments gained; return how many entries that was."""
         self._ensure_polling()
         if self._tail_lock is None:
             self._tail_lock = asyncio.Lock()
+        total = 0
         async with self._tail_lock:
-            entries = await asyncio.to_thread(self._tail.read_new, self._log.path)
-        if entries:
-            self._journaled(entries)
-            self._schedule_write()
-        return len(entries)
+            while True:
+                entries = await asyncio.to_thread(self._tail.read_new, max_bytes=READ_CHUNK_BYTES)
+                if not entries:
+                    break
+                self._journaled(entries)
+                total += len(entries)
+                self._schedule_write()
+        return total
 
     def _ensure_polling(self) -> None:
         if self._poller is None or self._poller.done():
@@ -114,10 +145,16 @@ class LedgerActor:
                 logger.warning("reading the ledger journal failed (%s)", type(error).__name__)
 
     def _heal_from_journal(self) -> None:
-        entries = self._tail.read_new()
-        self._journaled(entries)
-        if self._writer.pending_count:
-            self._writer.flush()
+        """At start: rows a kill left out of Parquet, then the journal not yet indexed."""
+        self._writer.append(self._records_at(self._index.pending()))
+        while True:
+            if self._writer.pending_count >= self.max_batch:
+                self._write_now()
+            entries = self._tail.read_new(max_bytes=READ_CHUNK_BYTES)
+            if not entries:
+                break
+            self._journaled(entries)
+        self._write_now()
 
     # ------------------------------------------------------------------ writing
 
@@ -139,15 +176,16 @@ class LedgerActor:
             r if isinstance(r, LedgerRecord) else LedgerRecord.model_validate(r) for r in records
         ]
         results = results or {}
+        known = self._index.known([row.request_id for row in rows])
         accepted = []
         for row in rows:
             rid = row.request_id
-            if self._writer.knows(rid):
+            if rid in known:
                 continue
             if self._commit.add(JournalEntry.of_call(row, results.get(rid))):
                 accepted.append(rid)
         await self._commit.commit([row.request_id for row in rows])
-        self._schedule_write()
+        await self.catch_up()  # index them now: a duplicate sent next is dropped
         return accepted
 
     def _schedule_write(self) -> None:
@@ -174,17 +212,49 @@ class LedgerActor:
             self._writing.add_done_callback(lambda task: task.cancelled() or task.exception())
         return self._writing
 
-    async def _write_parquet(self) -> int:
-        """Write the pending rows as one part file, in a worker thread."""
+    def _begin_part(self) -> tuple[dict[str, LedgerRecord], Path]:
+        """Take the pending rows and record, before writing, which part file gets them."""
         batch = self._writer.take_batch()
+        path = self._writer.part_path(batch)
+        if batch:
+            try:
+                self._index.assign_part(path.name, list(batch))
+            except BaseException:
+                self._writer.settle_batch(batch, written=False)
+                raise
+        return batch, path
+
+    def _end_part(self, batch: dict[str, LedgerRecord], path: Path, written: bool) -> None:
+        self._writer.settle_batch(batch, written=written)
+        if batch:
+            if written:
+                self._index.part_written(path.name)
+            else:
+                self._index.part_failed(path.name)
+
+    def _write_now(self) -> None:
+        """Write what is pending, blocking (at start and at exit)."""
+        batch, path = self._begin_part()
         written = False
         try:
-            await asyncio.to_thread(self._writer.write_batch, batch)
+            self._writer.write_batch(batch)
             written = True
-        except Exception as error:  # the rows stay pending (and journaled): retried later
-            logger.warning("ledger part write failed (%s); will retry", type(error).__name__)
         finally:
-            self._writer.settle_batch(batch, written=written)
+            self._end_part(batch, path, written)
+
+    async def _write_parquet(self) -> int:
+        """Write the pending rows as one part file, in a worker thread."""
+        written = False
+        batch: dict[str, LedgerRecord] = {}
+        try:
+            batch, path = self._begin_part()
+            try:
+                await asyncio.to_thread(self._writer.write_batch, batch)
+                written = True
+            except Exception as error:  # the rows stay pending (and journaled): retried later
+                logger.warning("ledger part write failed (%s); will retry", type(error).__name__)
+            self._end_part(batch, path, written)
+        finally:
             self._writing = None
             if written:
                 self._schedule_write()
@@ -209,19 +279,44 @@ class LedgerActor:
     def _final_flush(self) -> None:
         try:
             self._commit.commit_now()
-            self._journaled(self._tail.read_new(self._log.path))
-            self._writer.flush()
+            while entries := self._tail.read_new(max_bytes=READ_CHUNK_BYTES):
+                self._journaled(entries)
+            if self._writing is None:
+                self._write_now()
         except Exception:  # at interpreter exit there is no one left to tell
             pass
 
     # ------------------------------------------------------------------ reading
 
+    def _results_of(self, request_ids: list[str]) -> dict[str, Executed]:
+        found = {}
+        for where in self._index.results(request_ids):
+            try:
+                entry = read_entry(self.journal_dir, _where(where))
+            except (OSError, ValueError):
+                continue
+            if entry.result_json is not None:
+                found[where.request_id] = Executed.model_validate_json(entry.result_json)
+        return found
+
     async def lookup(self, request_ids: list[str]) -> dict[str, Executed]:
         """The journaled results of those ``request_ids`` that have one."""
-        if any(rid not in self._results for rid in request_ids):
+        request_ids = list(request_ids)
+        found = self._results_of(request_ids)
+        if len(found) < len(request_ids):
             await self.catch_up()
-        found = {rid: self._results[rid] for rid in request_ids if rid in self._results}
-        return {rid: Executed.model_validate_json(payload) for rid, payload in found.items()}
+            found = self._results_of(request_ids)
+        return found
+
+    async def release(self, request_ids: list[str]) -> int:
+        """The job's output now holds these results: a rerun will not ask for them, so the
+        journal may drop them. Returns how many were newly released."""
+        return self._index.release(list(request_ids))
+
+    async def finish_job(self, job_id: str) -> int:
+        """Every result of ``job_id`` may go (the job is done). Returns how many."""
+        await self.catch_up()
+        return self._index.release_job(job_id)
 
     async def totals(self, job_id: str | None = None) -> dict[str, Any]:
         """Requests, errors, tokens, exact cost and per-model figures (of one job, or all)."""
@@ -246,6 +341,10 @@ class LedgerActor:
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
+
+
+def _where(located: Located) -> tuple[str, int, int]:
+    return located.segment, located.start, located.length
 
 
 def ledger_summary(table: pa.Table, *, job_id: str | None = None) -> dict[str, Any]:

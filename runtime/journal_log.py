@@ -32,7 +32,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -57,6 +57,9 @@ class JournalEntry:
 
     record: LedgerRecord
     result_json: str | None = None
+    #: Where the line was read: (segment file name, byte offset, byte length); for a legacy
+    #: Parquet journal part, (file name, row number, -1). None for an entry not read back.
+    where: tuple[str, int, int] | None = field(default=None, compare=False)
 
     @classmethod
     def of_call(cls, record: LedgerRecord, result: Executed | None = None) -> JournalEntry:
@@ -75,7 +78,7 @@ class JournalEntry:
         return f"{record}\t{self.result_json or ''}\n"
 
     @classmethod
-    def parse(cls, line: str) -> JournalEntry:
+    def parse(cls, line: str, where: tuple[str, int, int] | None = None) -> JournalEntry:
         """Read back a line written by :meth:`line`; raises ``ValueError`` on a torn one."""
         record, sep, result = line.rstrip("\n").partition("\t")
         if not sep:
@@ -84,7 +87,7 @@ class JournalEntry:
             parsed = LedgerRecord.model_validate_json(record)
         except ValidationError as error:
             raise ValueError(f"unreadable journal record: {error.error_count()} errors") from None
-        return cls(parsed, result or None)
+        return cls(parsed, result or None, where)
 
 
 class JournalLog:
@@ -141,48 +144,78 @@ class JournalTail:
     Only whole lines are consumed: a line still being written is read on a later call, and a
     torn last line of a dead writer's segment is never returned. Call from one thread at a
     time. ``skip`` names a segment not to read (a writer's own, whose rows it already has).
+    ``offsets`` (segment name -> bytes already read) resumes where an earlier tail stopped;
+    :attr:`offsets` is kept current, and forgets segments that were removed.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], offsets: dict[str, int] | None = None
+    ) -> None:
         self.directory = Path(directory)
-        self._offsets: dict[Path, int] = {}
-        self._legacy_read: set[Path] = set()
+        self.offsets: dict[str, int] = dict(offsets or {})
+        self._legacy_read: set[str] = set()
 
-    def read_new(self, skip: Path | None = None) -> list[JournalEntry]:
-        """Entries appended since the previous call, oldest segment first."""
+    def read_new(
+        self, skip: Path | None = None, *, max_bytes: int | None = None
+    ) -> list[JournalEntry]:
+        """Entries appended since the previous call, oldest segment first; with
+        ``max_bytes``, stop after about that much (call again for the rest)."""
         if not self.directory.is_dir():
             return []
         entries: list[JournalEntry] = []
         for path in sorted(self.directory.glob(LEGACY_GLOB)):
-            if path not in self._legacy_read:
-                self._legacy_read.add(path)
+            if path.name not in self._legacy_read:
+                self._legacy_read.add(path.name)
                 entries.extend(_read_legacy_part(path))
+        budget = max_bytes
+        present = set()
         for path in sorted(self.directory.glob(SEGMENT_GLOB)):
-            if path != skip:
-                entries.extend(self._read_segment(path))
+            present.add(path.name)
+            if path != skip and (budget is None or budget > 0):
+                got, used = self._read_segment(path, budget)
+                entries.extend(got)
+                budget = None if budget is None else budget - used
+        for name in set(self.offsets) - present:
+            del self.offsets[name]
         return entries
 
-    def _read_segment(self, path: Path) -> list[JournalEntry]:
-        offset = self._offsets.get(path, 0)
+    def _read_segment(self, path: Path, budget: int | None) -> tuple[list[JournalEntry], int]:
+        offset = self.offsets.get(path.name, 0)
         try:
             if path.stat().st_size <= offset:
-                return []
+                return [], 0
             with path.open("rb") as handle:
                 handle.seek(offset)
-                data = handle.read()
+                data = handle.read() if budget is None else handle.read(max(budget, 1 << 20))
+                if budget is not None and b"\n" not in data:
+                    data += handle.read()  # one line longer than the budget: read it whole
         except FileNotFoundError:
-            return []
+            return [], 0
         whole = data.rfind(b"\n") + 1
-        self._offsets[path] = offset + whole
+        self.offsets[path.name] = offset + whole
         entries = []
-        for raw in data[:whole].splitlines():
+        start = offset
+        for raw in data[:whole].splitlines(keepends=True):
             try:
-                entries.append(JournalEntry.parse(raw.decode()))
+                entries.append(JournalEntry.parse(raw.decode(), (path.name, start, len(raw))))
             except (UnicodeDecodeError, ValueError):
                 # Only whole lines are read and segments are never reopened, so a torn
                 # write is never seen here: this line is damaged. Skip it, say so.
                 logger.warning("skipping an unreadable line of journal %s", path.name)
-        return entries
+            start += len(raw)
+        return entries, whole
+
+
+def read_entry(directory: str | os.PathLike[str], where: tuple[str, int, int]) -> JournalEntry:
+    """The entry at ``where`` (see :attr:`JournalEntry.where`) under ``directory``."""
+    name, start, length = where
+    path = Path(directory) / name
+    if length < 0:  # a row of a legacy Parquet journal part
+        row = pq.read_table(path).slice(start, 1).to_pylist()[0]
+        return JournalEntry(LedgerRecord.model_validate_json(row["record"]), row["result"], where)
+    with path.open("rb") as handle:
+        handle.seek(start)
+        return JournalEntry.parse(handle.read(length).decode(), where)
 
 
 def read_journal(directory: str | os.PathLike[str]) -> list[JournalEntry]:
@@ -191,8 +224,9 @@ def read_journal(directory: str | os.PathLike[str]) -> list[JournalEntry]:
 
 
 def _read_legacy_part(path: Path) -> Iterator[JournalEntry]:
-    for row in pq.read_table(path).to_pylist():
-        yield JournalEntry(LedgerRecord.model_validate_json(row["record"]), row["result"])
+    for number, row in enumerate(pq.read_table(path).to_pylist()):
+        record = LedgerRecord.model_validate_json(row["record"])
+        yield JournalEntry(record, row["result"], (path.name, number, -1))
 
 
 class GroupCommit:
