@@ -32,7 +32,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,15 +40,20 @@ import pyarrow.compute as pc
 from llm.executor import Executed
 from runtime.journal_log import (
     JOURNAL_DIR,
+    LEGACY_GLOB,
+    SEGMENT_GLOB,
     GroupCommit,
     JournalEntry,
     JournalLog,
     JournalTail,
+    lock_sealed,
     read_entry,
+    remove_abandoned_openings,
 )
 from runtime.ledger_index import LedgerIndex, Located
 from runtime.ledger_store import LedgerRecord, LedgerWriter
 from runtime.ledger_view import scan_complete, summarize
+from runtime.parquet_files import fsync_directory
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +74,7 @@ class LedgerActor:
         flush_interval_s: float = 1.0,
         poll_interval_s: float = 0.5,
         max_batch: int = 2000,
+        compact_interval_s: float = 10.0,
     ) -> None:
         self.directory = Path(directory)
         self.journal_dir = self.directory / JOURNAL_DIR
@@ -86,6 +92,9 @@ class LedgerActor:
         self._writing: asyncio.Task[int] | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._compact_log = JournalLog(self.journal_dir)
+        self._compact_lock: asyncio.Lock | None = None
+        self.compact_interval_s = compact_interval_s
         self._heal_from_journal()
         atexit.register(self._final_flush)
 
@@ -95,6 +104,8 @@ class LedgerActor:
         """Index journaled entries; rows new to the ledger go to the Parquet writer."""
         if not entries:
             return
+        touched = {e.where[0] for e in entries if e.where is not None}
+        offsets = {name: self._tail.offsets[name] for name in touched if name in self._tail.offsets}
         new = set(
             self._index.add(
                 (
@@ -102,7 +113,7 @@ class LedgerActor:
                     for e in entries
                     if e.where is not None
                 ),
-                self._tail.offsets,
+                offsets,
             )
         )
         self._writer.append(e.record for e in entries if e.request_id in new)
@@ -137,12 +148,17 @@ class LedgerActor:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def _poll(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_compaction = loop.time() + self.compact_interval_s
         while True:
             await asyncio.sleep(self.poll_interval_s)
             try:
                 await self.catch_up()
+                if loop.time() >= next_compaction:
+                    next_compaction = loop.time() + self.compact_interval_s
+                    await self.compact()
             except Exception as error:  # e.g. a disk hiccup: tried again next round
-                logger.warning("reading the ledger journal failed (%s)", type(error).__name__)
+                logger.warning("following the ledger journal failed (%s)", type(error).__name__)
 
     def _heal_from_journal(self) -> None:
         """At start: rows a kill left out of Parquet, then the journal not yet indexed."""
@@ -311,12 +327,77 @@ class LedgerActor:
     async def release(self, request_ids: list[str]) -> int:
         """The job's output now holds these results: a rerun will not ask for them, so the
         journal may drop them. Returns how many were newly released."""
+        await self.catch_up()  # their lines may not have been read yet
         return self._index.release(list(request_ids))
 
     async def finish_job(self, job_id: str) -> int:
         """Every result of ``job_id`` may go (the job is done). Returns how many."""
         await self.catch_up()
         return self._index.release_job(job_id)
+
+    # ------------------------------------------------------------------ compaction
+
+    async def compact(self) -> dict[str, int]:
+        """Remove or shrink sealed journal segments whose rows are all in Parquet.
+
+        A segment is *sealed* when no writer holds its lock (:func:`lock_sealed`); its lock
+        is held here until it is dealt with. Its rows are written to Parquet first (a
+        ``flush``). Then, if none of its results is still needed (each one released, i.e.
+        in its job's output, or of a finished job; rows of calls outside a job have none),
+        it is deleted. If at most half its entries still are, those are copied to a
+        segment of this actor's (fsynced), the index is pointed at the copies and then the
+        segment is deleted. Otherwise it is kept for a later round. A kill between any two
+        steps loses nothing: the index points at a file that exists, and a segment with no
+        indexed entry left is simply deleted next time. Returns counts of what was done.
+        """
+        if self._compact_lock is None:
+            self._compact_lock = asyncio.Lock()
+        done = {"removed": 0, "rewritten": 0, "kept": 0, "busy": 0}
+        async with self._compact_lock:
+            remove_abandoned_openings(self.journal_dir)
+            held: list[tuple[Path, BinaryIO | None]] = []
+            try:
+                for path in sorted(self.journal_dir.glob(LEGACY_GLOB)):
+                    held.append((path, None))  # legacy parts have no writer
+                for path in sorted(self.journal_dir.glob(SEGMENT_GLOB)):
+                    handle = lock_sealed(path)
+                    if handle is None:
+                        done["busy"] += 1
+                    else:
+                        held.append((path, handle))
+                if not held:
+                    return done
+                await self.flush()  # reads every sealed segment to its end, writes Parquet
+                for path, _ in held:
+                    outcome = await self._compact_one(path)
+                    done[outcome] += 1
+            finally:
+                for _, handle in held:
+                    if handle is not None:
+                        handle.close()
+        return done
+
+    async def _compact_one(self, path: Path) -> str:
+        state = self._index.segment_state(path.name)
+        if state.in_parquet < state.entries:
+            return "kept"  # rows still on their way to Parquet: next round
+        moved: list[tuple[str, str, int, int]] = []
+        if state.live:
+            if state.live * 2 > state.entries:
+                return "kept"  # mostly live: copying would gain little
+            live = [read_entry(self.journal_dir, _where(w)) for w in self._index.live_in(path.name)]
+            lines = [JournalEntry(e.record, e.result_json).line() for e in live]
+            segment, start = await asyncio.to_thread(self._compact_log.append, lines)
+            for entry, line in zip(live, lines, strict=True):
+                size = len(line.encode())
+                moved.append((entry.request_id, segment, start, size))
+                start += size
+        # From here to the unlink nothing awaits: a lookup sees the old place or the new.
+        self._index.move(moved, path.name)
+        self._tail.offsets.pop(path.name, None)
+        path.unlink(missing_ok=True)
+        fsync_directory(self.journal_dir)
+        return "rewritten" if moved else "removed"
 
     async def totals(self, job_id: str | None = None) -> dict[str, Any]:
         """Requests, errors, tokens, exact cost and per-model figures (of one job, or all)."""
@@ -341,6 +422,8 @@ class LedgerActor:
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
+        self._log.close()
+        self._compact_log.close()
 
 
 def _where(located: Located) -> tuple[str, int, int]:

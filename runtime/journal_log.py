@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import uuid
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 JOURNAL_DIR = "_journal"
 SEGMENT_GLOB = "wal-*.jsonl"
 LEGACY_GLOB = "part-*.parquet"
+#: A writer closes its segment (seals it) once it holds this many bytes.
+SEGMENT_MAX_BYTES = 8 << 20
+_OPENING_PREFIX = ".opening-"
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,21 @@ class JournalEntry:
 class JournalLog:
     """Appends lines to this writer's own segment under ``directory`` (created on first use).
 
-    :meth:`append` is blocking (write, flush, fsync); call it from one thread at a time.
+    :meth:`append` is blocking (write, flush, fsync); call it from one thread at a time. The
+    writer holds an exclusive ``flock`` on its open segment; a segment nobody holds locked is
+    *sealed* (its writer closed it or died, and writers never reopen a segment), which is
+    what lets the LedgerActor compact it (:func:`lock_sealed`). A segment is closed, and the
+    next append opens a new one, once it has ``max_bytes``: every segment gets sealed in
+    time, so the journal can shrink to the work in flight.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, max_bytes: int = SEGMENT_MAX_BYTES
+    ) -> None:
         self.directory = Path(directory)
+        self.max_bytes = max_bytes
         self._handle: BinaryIO | None = None
+        self._size = 0
         self.path: Path | None = None
         self.lines_written = 0
 
@@ -106,23 +119,37 @@ class JournalLog:
         if self._handle is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            self.path = self.directory / f"wal-{stamp}-{uuid.uuid4().hex}.jsonl"
-            self._handle = self.path.open("ab")
+            final = self.directory / f"wal-{stamp}-{uuid.uuid4().hex}.jsonl"
+            # Locked under a hidden name first, so no compactor ever sees it unlocked.
+            temp = self.directory / f"{_OPENING_PREFIX}{final.name}"
+            handle = temp.open("ab")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                os.replace(temp, final)
+            except BaseException:
+                handle.close()
+                temp.unlink(missing_ok=True)
+                raise
             fsync_directory(self.directory)  # the new segment's name is durable too
+            self.path, self._handle, self._size = final, handle, 0
         return self._handle
 
-    def append(self, lines: Sequence[str]) -> None:
-        """Append ``lines`` and fsync; they are durable when this returns.
+    def append(self, lines: Sequence[str]) -> tuple[str, int] | None:
+        """Append ``lines`` and fsync; they are durable when this returns. Returns the
+        segment's name and the byte offset the first line starts at (None for no lines).
 
         A failed append may have left part of a line in the segment. The segment is then
         given up (it ends in that torn line, which readers never return) and the next append
         opens a new one, so a retried line is never glued to the torn one.
         """
         if not lines:
-            return
+            return None
         handle = self._open()
+        assert self.path is not None
+        where = (self.path.name, self._size)
+        data = "".join(lines).encode()
         try:
-            handle.write("".join(lines).encode())
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         except BaseException:
@@ -131,11 +158,43 @@ class JournalLog:
                 handle.close()
             raise
         self.lines_written += len(lines)
+        self._size += len(data)
+        if self._size >= self.max_bytes:
+            self.close()  # sealed: the next append starts a new segment
+        return where
 
     def close(self) -> None:
+        """Close (and so seal) the current segment."""
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.close()
+
+
+def lock_sealed(path: Path) -> BinaryIO | None:
+    """An open handle holding ``path``'s lock if the segment is sealed (no writer has it
+    open), else None. Keep the handle open while acting on the segment."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def remove_abandoned_openings(directory: Path) -> int:
+    """Remove segments a kill left under their hidden opening name (empty, never used)."""
+    removed = 0
+    for path in directory.glob(f"{_OPENING_PREFIX}*"):
+        handle = lock_sealed(path)
+        if handle is not None:
+            with handle:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 class JournalTail:

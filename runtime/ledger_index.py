@@ -263,8 +263,7 @@ class LedgerIndex:
                 ((seg, start, length, rid) for rid, seg, start, length in moved),
             )
             self._db.execute(
-                "UPDATE entries SET segment = NULL, start = NULL, length = NULL"
-                " WHERE segment = ?",
+                "UPDATE entries SET segment = NULL, start = NULL, length = NULL WHERE segment = ?",
                 (dropped_segment,),
             )
             self._db.execute("DELETE FROM segments WHERE name = ?", (dropped_segment,))
