@@ -17,6 +17,13 @@ the middle of a write can leave a torn last line in its segment; that line was n
 acknowledged (the ``fsync`` comes after it) and readers skip it. Lines are never rewritten,
 so a torn line can only be the last of a segment whose writer is gone.
 
+Segments are sealed and compacted. A writer holds an exclusive ``flock`` on the segment it
+appends to and closes it (seals it) at ``SEGMENT_MAX_BYTES`` (8 MiB), on ``close()`` or by
+dying; it never reopens one. The LedgerActor removes a sealed segment once its rows are in
+Parquet and its results are no longer needed, copying the few still needed elsewhere first
+(:meth:`actors.ledger_actor.LedgerActor.compact`), so the journal holds the work in flight
+rather than the ledger's history.
+
 :class:`GroupCommit` batches concurrent appends: rows that arrive while a write is under
 way go together in the next one (each waits for at most two ``fsync``).
 

@@ -44,7 +44,9 @@ fsyncs it, renames it into place with ``os.replace`` and fsyncs the directory, s
 is either complete or absent. A record counts as acknowledged only once a flush has made it
 durable; ``append(..., durable=True)`` flushes before returning. On start, the writer reads
 the ``request_id`` column of every part file, so a record appended again after a restart is
-dropped rather than written twice. One writer per directory (the LedgerActor).
+dropped rather than written twice (unless ``track_durable=False``: the LedgerActor dedups
+against its on-disk index instead, :mod:`runtime.ledger_index`, and keeps no id set in
+memory). One writer per directory (the LedgerActor).
 """
 
 from __future__ import annotations
