@@ -154,6 +154,13 @@ class LedgerIndex:
                 )
                 if cursor.rowcount:
                     new.append(rid)
+                elif has_result:  # known only from a part file of before the index: link it
+                    self._db.execute(
+                        "UPDATE entries SET job_id = ?, segment = ?, start = ?, length = ?,"
+                        " has_result = 1, released = 0"
+                        " WHERE request_id = ? AND job_id = '' AND segment IS NULL",
+                        (job_id, segment, start, length, rid),
+                    )
             self._db.executemany(
                 "INSERT INTO segments VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
                 " SET read_to = excluded.read_to",

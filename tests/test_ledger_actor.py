@@ -227,3 +227,18 @@ async def test_an_old_ledger_without_an_index_is_indexed_from_its_part_files(tmp
     assert await ledger.record([ledger_row("old1"), ledger_row("new")]) == ["new"]
     await ledger.flush()
     assert read_ledger(tmp_path).num_rows == 3
+
+
+async def test_results_journaled_before_the_index_existed_are_still_answered(tmp_path):
+    import shutil
+
+    from runtime.ledger_index import INDEX_DIR
+
+    first = LedgerActor(tmp_path, flush_interval_s=3600)
+    await first.record([ledger_row("pre")], {"pre": executed("kept")})
+    await first.flush()
+    first._index.close()
+    shutil.rmtree(tmp_path / INDEX_DIR)  # as written by a version without the index
+    upgraded = LedgerActor(tmp_path)
+    assert (await upgraded.lookup(["pre"]))["pre"] == executed("kept")
+    assert read_ledger(tmp_path).num_rows == 1
