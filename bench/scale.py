@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import API_KEY, Figure, ProcessEmulator, error_text, not_measured
+from bench.common import API_KEY, ROOT, Figure, ProcessEmulator, error_text, not_measured
 
 SCENARIO = "scale"
 TARGET = "<= 1.1"
@@ -182,6 +182,9 @@ def _job_env(base_url: str, ledger_dir: str) -> dict[str, str]:
         LLM_LEDGER_DIR=ledger_dir,
         RAY_DISABLE_USAGE_STATS="1",
         RAY_ADDRESS="local",  # a Ray of its own, never another cluster on this machine
+        # This checkout's code, not whatever the virtualenv has installed (editable installs
+        # point at one checkout; a worktree measures its own).
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
     return env
 
