@@ -89,6 +89,7 @@ class LedgerActor:
         )
         self._tail = JournalTail(self.journal_dir, self._index.read_offsets())
         self._tail_lock: asyncio.Lock | None = None
+        self._reads_started = 0
         self._writing: asyncio.Task[int] | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -128,12 +129,20 @@ class LedgerActor:
         return records
 
     async def catch_up(self) -> int:
-        """Read what the journal segments gained; return how many entries that was."""
+        """Read what the journal segments gained; return how many entries that was.
+
+        Concurrent callers share reads: a read that began after this call did (while it
+        waited for the lock) has seen everything durable when this call was made.
+        """
         self._ensure_polling()
         if self._tail_lock is None:
             self._tail_lock = asyncio.Lock()
+        asked_after = self._reads_started
         total = 0
         async with self._tail_lock:
+            if self._reads_started > asked_after:
+                return 0
+            self._reads_started += 1
             while True:
                 entries = await asyncio.to_thread(self._tail.read_new, max_bytes=READ_CHUNK_BYTES)
                 if not entries:
