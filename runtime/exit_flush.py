@@ -6,7 +6,9 @@ scripts do) would take an embedded Ray, and the LedgerActor with it, down before
 the journal keeps the rows, but Parquet (what DuckDB reads) stays short until some later
 start heals it. So every started :class:`~runtime.runtime.Runtime` is remembered here, and
 one ``atexit`` hook asks each one's LedgerActor to ``flush()`` (journal → Parquet, awaited)
-before the interpreter exits.
+before the interpreter exits. With Ray embedded in the program (its actors end with it), the
+hook first waits, up to ``EXIT_DRAIN_S``, for calls still in flight in the provider actors
+(e.g. after Ctrl-C) to finish and be journaled, since the provider bills them anyway.
 
 The hook runs on a normal end, on an uncaught exception, on Ctrl-C (``KeyboardInterrupt``
 ends the program through the same path), and on SIGTERM: ``ray.init`` in the main thread
@@ -31,6 +33,8 @@ logger = logging.getLogger("llm.runtime")
 
 #: How long the exit hook waits for one ledger flush.
 EXIT_FLUSH_TIMEOUT_S = 60.0
+#: How long it first waits for calls still in flight in actors that end with this process.
+EXIT_DRAIN_S = 10.0
 
 #: Started runtimes by id, held strongly: a script's service is often garbage by exit time.
 _runtimes: dict[int, Any] = {}
@@ -57,7 +61,7 @@ def flush_all(timeout_s: float = EXIT_FLUSH_TIMEOUT_S) -> int:
     flushed = 0
     for runtime in list(_runtimes.values()):
         try:
-            runtime.flush_ledger(timeout_s)
+            runtime.flush_ledger(timeout_s, drain_s=EXIT_DRAIN_S)
             flushed += 1
         except Exception as error:  # the actor or Ray is gone: the journal keeps the rows
             logger.warning("ledger flush at exit failed (%s)", type(error).__name__)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -206,12 +207,35 @@ class Runtime:
             ray.shutdown()
             self.started_ray = False
 
-    def flush_ledger(self, timeout_s: float | None = None) -> None:
-        """Write every journaled ledger row to Parquet now (waits up to ``timeout_s``)."""
+    def flush_ledger(self, timeout_s: float | None = None, *, drain_s: float = 0.0) -> None:
+        """Write every journaled ledger row to Parquet now (waits up to ``timeout_s``).
+
+        With ``drain_s`` and a Ray embedded here (whose actors end with this process), first
+        wait up to that long for the provider actors' calls in flight to finish and be
+        journaled: the provider bills them even if no one reads the answer.
+        """
         import ray
 
-        if self._ledger is not None and ray.is_initialized():
-            ray.get(self._ledger.flush.remote(), timeout=timeout_s)
+        if self._ledger is None or not ray.is_initialized():
+            return
+        if drain_s > 0 and self.started_ray:
+            self._drain(drain_s)
+        ray.get(self._ledger.flush.remote(), timeout=timeout_s)
+
+    def _drain(self, seconds: float) -> None:
+        import ray
+
+        deadline = time.monotonic() + seconds
+        handles = self.provider_handles()
+        while handles and time.monotonic() < deadline:
+            try:
+                busy = ray.get([h.stats.remote() for h in handles], timeout=seconds)
+                pending = ray.get([h.journal_pending.remote() for h in handles], timeout=seconds)
+            except Exception:  # an actor is gone: nothing more to wait for
+                return
+            if not any(s.in_flight for s in busy) and not any(pending):
+                return
+            time.sleep(0.05)
 
     def __enter__(self) -> Runtime:
         return self.start()

@@ -10,7 +10,7 @@ class FakeRuntime:
         self.fails = fails
         self.flushed: list[float] = []
 
-    def flush_ledger(self, timeout_s):
+    def flush_ledger(self, timeout_s, drain_s=0.0):
         if self.fails:
             raise TimeoutError("the ledger actor is gone")
         self.flushed.append(timeout_s)

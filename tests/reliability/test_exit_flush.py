@@ -1,10 +1,11 @@
 """A script on the Ray runtime that never calls ``aclose()``: every billed call is in Parquet.
 
 The script (the shape of every example in the README: ``LLMService(runtime="ray")``, a few
-calls, no cleanup) runs in a child process with Ray embedded. It ends three ways: by
-returning, by SIGTERM and by Ctrl-C (SIGINT) while it waits after its calls. Then the Parquet
-part files alone (what DuckDB reads, not the journal) must hold one row per billed call,
-with the exact cost the script was told.
+calls, no cleanup) runs in a child process with Ray embedded. It ends four ways: by
+returning, by SIGTERM and by Ctrl-C (SIGINT) while it waits after its calls, and by Ctrl-C
+while its calls are still at the provider. Then the Parquet part files alone (what DuckDB
+reads, not the journal) must hold one row per billed call (the emulator's count), with the
+exact cost the script was told.
 """
 
 from __future__ import annotations
@@ -29,16 +30,25 @@ SCRIPT = """
 import asyncio, json, sys, time
 from llm import LLMService, Message, MessageRole
 
+async def ask(service, i, directive=""):
+    return await service.generate(
+        model="claude-haiku-4.5",
+        messages=[Message(role=MessageRole.USER, content=f"Exit question {i} {directive}")],
+        max_tokens=20,
+        request_id=f"exit-{i}",
+    )
+
 async def main():
     service = LLMService(runtime="ray")
-    for i in range(%(calls)d):
-        response = await service.generate(
-            model="claude-haiku-4.5",
-            messages=[Message(role=MessageRole.USER, content=f"Exit question {i}")],
-            max_tokens=20,
-            request_id=f"exit-{i}",
-        )
-        print(json.dumps({"id": f"exit-{i}", "cost": str(response.cost.total_cost)}))
+    if sys.argv[1] == "inflight":  # Ctrl-C while every call is still at the provider
+        await ask(service, 0)
+        calls = [asyncio.ensure_future(ask(service, i, "[[emu:latency_ms=1500]]"))
+                 for i in range(1, %(calls)d)]
+        await asyncio.sleep(0.5)
+    else:
+        for i in range(%(calls)d):
+            response = await ask(service, i)
+            print(json.dumps({"id": f"exit-{i}", "cost": str(response.cost.total_cost)}))
     print("calls done", flush=True)
     if sys.argv[1] != "return":
         await asyncio.sleep(600)  # ended by a signal from the test
@@ -47,7 +57,7 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.parametrize("ending", ["return", "sigterm", "sigint"])
+@pytest.mark.parametrize("ending", ["return", "sigterm", "sigint", "inflight"])
 def test_a_script_without_aclose_leaves_every_billed_call_in_parquet(emulator_factory, ending):
     emulator = emulator_factory(api_key=SENTINEL)
     work = short_tmpdir("llm-exit-")
@@ -72,6 +82,12 @@ def test_a_script_without_aclose_leaves_every_billed_call_in_parquet(emulator_fa
         if ending != "return":
             process.send_signal(signal.SIGTERM if ending == "sigterm" else signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
+        if ending == "inflight":  # the calls in flight at Ctrl-C: billed ones are in Parquet
+            table = read_ledger(ledger)
+            ids = set(table.column("request_id").to_pylist())
+            assert ids <= {f"exit-{i}" for i in range(CALLS)} and "exit-0" in ids
+            assert billed_calls(emulator.engine.stats) == table.num_rows, stderr[-2000:]
+            return
         assert len(answers) == CALLS, stderr[-2000:]
         table = read_ledger(ledger)  # Parquet only
         ids = sorted(table.column("request_id").to_pylist())
