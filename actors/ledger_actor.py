@@ -13,11 +13,13 @@ and returns once durable.
 
 The journal also answers reruns. For calls that carry a job id the journal line holds the
 finished :class:`~llm.executor.Executed` too; :meth:`lookup` returns it, also after a
-restart (the journal is read back when the actor starts), so a rerun of a job gets its
-finished answers without paying the provider again. At start, every journaled row missing
-from the Parquet ledger (a kill before it was written) is written to it, so the ledger is
-exactly the acknowledged rows, each once: dedup by request id, across segments and
-restarts, is :class:`LedgerWriter`'s (first row wins).
+restart, so a rerun of a job gets its finished answers without paying the provider again.
+
+Memory is flat in the number of rows: nothing is kept per row. The on-disk index
+(:mod:`runtime.ledger_index`) knows every request id (dedup across segments and restarts:
+first row wins), where each journaled result is (a lookup reads that one line back), and
+which part file each row went to, recorded before the file is written, so that after a kill
+exactly the rows whose part never appeared are written again, and none twice.
 
 This class is plain Python; :mod:`actors.factory` turns it into a Ray actor.
 """
@@ -29,22 +31,36 @@ import atexit
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm.executor import Executed
-from runtime.journal_log import JOURNAL_DIR, GroupCommit, JournalEntry, JournalLog, JournalTail
-from runtime.ledger_store import LedgerRecord, LedgerWriter, read_ledger
+from runtime.journal_log import (
+    JOURNAL_DIR,
+    LEGACY_GLOB,
+    SEGMENT_GLOB,
+    GroupCommit,
+    JournalEntry,
+    JournalLog,
+    JournalTail,
+    lock_sealed,
+    read_entry,
+    remove_abandoned_openings,
+)
+from runtime.ledger_index import LedgerIndex, Located
+from runtime.ledger_store import LedgerRecord, LedgerWriter
+from runtime.ledger_view import scan_complete, summarize
+from runtime.parquet_files import fsync_directory
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["JOURNAL_DIR", "LedgerActor", "ledger_summary"]
 
-_ZERO = Decimal(0)
+#: How much journal one read takes at most (a restart after a long outage reads in steps).
+READ_CHUNK_BYTES = 16 << 20
 
 
 class LedgerActor:
@@ -58,68 +74,112 @@ class LedgerActor:
         flush_interval_s: float = 1.0,
         poll_interval_s: float = 0.5,
         max_batch: int = 2000,
+        compact_interval_s: float = 10.0,
     ) -> None:
         self.directory = Path(directory)
+        self.journal_dir = self.directory / JOURNAL_DIR
         self.flush_interval_s = flush_interval_s
         self.poll_interval_s = poll_interval_s
         self.max_batch = max_batch
-        self._writer = LedgerWriter(self.directory, max_rows=max_batch)
-        self._log = JournalLog(self.directory / JOURNAL_DIR)
+        self._writer = LedgerWriter(self.directory, max_rows=max_batch, track_durable=False)
+        self._index = LedgerIndex(self.directory)
+        self._log = JournalLog(self.journal_dir)
         self._commit = GroupCommit(
-            self._log,
-            commit_interval_s=commit_interval_s,
-            max_batch=max_batch,
-            on_durable=self._journaled,
+            self._log, commit_interval_s=commit_interval_s, max_batch=max_batch
         )
-        self._tail = JournalTail(self.directory / JOURNAL_DIR)
+        self._tail = JournalTail(self.journal_dir, self._index.read_offsets())
         self._tail_lock: asyncio.Lock | None = None
-        self._results: dict[str, str] = {}  # request id -> journaled Executed JSON
+        self._reads_started = 0
         self._writing: asyncio.Task[int] | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._compact_log = JournalLog(self.journal_dir)
+        self._compact_lock: asyncio.Lock | None = None
+        self.compact_interval_s = compact_interval_s
         self._heal_from_journal()
         atexit.register(self._final_flush)
 
     # ------------------------------------------------------------------ the journal
 
-    def _journaled(self, entries: Iterable[JournalEntry]) -> None:
-        """Journaled rows go to the Parquet writer; results become lookups."""
+    def _journaled(self, entries: list[JournalEntry]) -> None:
+        """Index journaled entries; rows new to the ledger go to the Parquet writer."""
+        if not entries:
+            return
+        touched = {e.where[0] for e in entries if e.where is not None}
+        offsets = {name: self._tail.offsets[name] for name in touched if name in self._tail.offsets}
+        new = set(
+            self._index.add(
+                (
+                    (e.request_id, e.record.job_id, *e.where, e.result_json is not None)
+                    for e in entries
+                    if e.where is not None
+                ),
+                offsets,
+            )
+        )
+        self._writer.append(e.record for e in entries if e.request_id in new)
+
+    def _records_at(self, located: Iterable[Located]) -> list[LedgerRecord]:
         records = []
-        for entry in entries:
-            records.append(entry.record)
-            if entry.result_json is not None:
-                self._results.setdefault(entry.request_id, entry.result_json)
-        self._writer.append(records)
+        for where in located:
+            try:
+                records.append(read_entry(self.journal_dir, _where(where)).record)
+            except (OSError, ValueError):
+                logger.warning("a pending ledger row could not be read back from the journal")
+        return records
 
     async def catch_up(self) -> int:
-        """Read what the journal segments gained; return how many entries that was."""
+        """Read what the journal segments gained; return how many entries that was.
+
+        Concurrent callers share reads: a read that began after this call did (while it
+        waited for the lock) has seen everything durable when this call was made.
+        """
         self._ensure_polling()
         if self._tail_lock is None:
             self._tail_lock = asyncio.Lock()
+        asked_after = self._reads_started
+        total = 0
         async with self._tail_lock:
-            entries = await asyncio.to_thread(self._tail.read_new, self._log.path)
-        if entries:
-            self._journaled(entries)
-            self._schedule_write()
-        return len(entries)
+            if self._reads_started > asked_after:
+                return 0
+            self._reads_started += 1
+            while True:
+                entries = await asyncio.to_thread(self._tail.read_new, max_bytes=READ_CHUNK_BYTES)
+                if not entries:
+                    break
+                self._journaled(entries)
+                total += len(entries)
+                self._schedule_write()
+        return total
 
     def _ensure_polling(self) -> None:
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def _poll(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_compaction = loop.time() + self.compact_interval_s
         while True:
             await asyncio.sleep(self.poll_interval_s)
             try:
                 await self.catch_up()
+                if loop.time() >= next_compaction:
+                    next_compaction = loop.time() + self.compact_interval_s
+                    await self.compact()
             except Exception as error:  # e.g. a disk hiccup: tried again next round
-                logger.warning("reading the ledger journal failed (%s)", type(error).__name__)
+                logger.warning("following the ledger journal failed (%s)", type(error).__name__)
 
     def _heal_from_journal(self) -> None:
-        entries = self._tail.read_new()
-        self._journaled(entries)
-        if self._writer.pending_count:
-            self._writer.flush()
+        """At start: rows a kill left out of Parquet, then the journal not yet indexed."""
+        self._writer.append(self._records_at(self._index.pending()))
+        while True:
+            if self._writer.pending_count >= self.max_batch:
+                self._write_now()
+            entries = self._tail.read_new(max_bytes=READ_CHUNK_BYTES)
+            if not entries:
+                break
+            self._journaled(entries)
+        self._write_now()
 
     # ------------------------------------------------------------------ writing
 
@@ -141,15 +201,16 @@ class LedgerActor:
             r if isinstance(r, LedgerRecord) else LedgerRecord.model_validate(r) for r in records
         ]
         results = results or {}
+        known = self._index.known([row.request_id for row in rows])
         accepted = []
         for row in rows:
             rid = row.request_id
-            if self._writer.knows(rid):
+            if rid in known:
                 continue
             if self._commit.add(JournalEntry.of_call(row, results.get(rid))):
                 accepted.append(rid)
         await self._commit.commit([row.request_id for row in rows])
-        self._schedule_write()
+        await self.catch_up()  # index them now: a duplicate sent next is dropped
         return accepted
 
     def _schedule_write(self) -> None:
@@ -176,17 +237,49 @@ class LedgerActor:
             self._writing.add_done_callback(lambda task: task.cancelled() or task.exception())
         return self._writing
 
-    async def _write_parquet(self) -> int:
-        """Write the pending rows as one part file, in a worker thread."""
+    def _begin_part(self) -> tuple[dict[str, LedgerRecord], Path]:
+        """Take the pending rows and record, before writing, which part file gets them."""
         batch = self._writer.take_batch()
+        path = self._writer.part_path(batch)
+        if batch:
+            try:
+                self._index.assign_part(path.name, list(batch))
+            except BaseException:
+                self._writer.settle_batch(batch, written=False)
+                raise
+        return batch, path
+
+    def _end_part(self, batch: dict[str, LedgerRecord], path: Path, written: bool) -> None:
+        self._writer.settle_batch(batch, written=written)
+        if batch:
+            if written:
+                self._index.part_written(path.name)
+            else:
+                self._index.part_failed(path.name)
+
+    def _write_now(self) -> None:
+        """Write what is pending, blocking (at start and at exit)."""
+        batch, path = self._begin_part()
         written = False
         try:
-            await asyncio.to_thread(self._writer.write_batch, batch)
+            self._writer.write_batch(batch)
             written = True
-        except Exception as error:  # the rows stay pending (and journaled): retried later
-            logger.warning("ledger part write failed (%s); will retry", type(error).__name__)
         finally:
-            self._writer.settle_batch(batch, written=written)
+            self._end_part(batch, path, written)
+
+    async def _write_parquet(self) -> int:
+        """Write the pending rows as one part file, in a worker thread."""
+        written = False
+        batch: dict[str, LedgerRecord] = {}
+        try:
+            batch, path = self._begin_part()
+            try:
+                await asyncio.to_thread(self._writer.write_batch, batch)
+                written = True
+            except Exception as error:  # the rows stay pending (and journaled): retried later
+                logger.warning("ledger part write failed (%s); will retry", type(error).__name__)
+            self._end_part(batch, path, written)
+        finally:
             self._writing = None
             if written:
                 self._schedule_write()
@@ -211,24 +304,115 @@ class LedgerActor:
     def _final_flush(self) -> None:
         try:
             self._commit.commit_now()
-            self._journaled(self._tail.read_new(self._log.path))
-            self._writer.flush()
+            while entries := self._tail.read_new(max_bytes=READ_CHUNK_BYTES):
+                self._journaled(entries)
+            if self._writing is None:
+                self._write_now()
         except Exception:  # at interpreter exit there is no one left to tell
             pass
 
     # ------------------------------------------------------------------ reading
 
+    def _results_of(self, request_ids: list[str]) -> dict[str, Executed]:
+        found = {}
+        for where in self._index.results(request_ids):
+            try:
+                entry = read_entry(self.journal_dir, _where(where))
+            except (OSError, ValueError):
+                continue
+            if entry.result_json is not None:
+                found[where.request_id] = Executed.model_validate_json(entry.result_json)
+        return found
+
     async def lookup(self, request_ids: list[str]) -> dict[str, Executed]:
         """The journaled results of those ``request_ids`` that have one."""
-        if any(rid not in self._results for rid in request_ids):
+        request_ids = list(request_ids)
+        found = self._results_of(request_ids)
+        if len(found) < len(request_ids):
             await self.catch_up()
-        found = {rid: self._results[rid] for rid in request_ids if rid in self._results}
-        return {rid: Executed.model_validate_json(payload) for rid, payload in found.items()}
+            found = self._results_of(request_ids)
+        return found
+
+    async def release(self, request_ids: list[str]) -> int:
+        """The job's output now holds these results: a rerun will not ask for them, so the
+        journal may drop them. Returns how many were newly released."""
+        await self.catch_up()  # their lines may not have been read yet
+        return self._index.release(list(request_ids))
+
+    async def finish_job(self, job_id: str) -> int:
+        """Every result of ``job_id`` may go (the job is done). Returns how many."""
+        await self.catch_up()
+        return self._index.release_job(job_id)
+
+    # ------------------------------------------------------------------ compaction
+
+    async def compact(self) -> dict[str, int]:
+        """Remove or shrink sealed journal segments whose rows are all in Parquet.
+
+        A segment is *sealed* when no writer holds its lock (:func:`lock_sealed`); its lock
+        is held here until it is dealt with. Its rows are written to Parquet first (a
+        ``flush``). Then, if none of its results is still needed (each one released, i.e.
+        in its job's output, or of a finished job; rows of calls outside a job have none),
+        it is deleted. If at most half its entries still are, those are copied to a
+        segment of this actor's (fsynced), the index is pointed at the copies and then the
+        segment is deleted. Otherwise it is kept for a later round. A kill between any two
+        steps loses nothing: the index points at a file that exists, and a segment with no
+        indexed entry left is simply deleted next time. Returns counts of what was done.
+        """
+        if self._compact_lock is None:
+            self._compact_lock = asyncio.Lock()
+        done = {"removed": 0, "rewritten": 0, "kept": 0, "busy": 0}
+        async with self._compact_lock:
+            remove_abandoned_openings(self.journal_dir)
+            held: list[tuple[Path, BinaryIO | None]] = []
+            try:
+                for path in sorted(self.journal_dir.glob(LEGACY_GLOB)):
+                    held.append((path, None))  # legacy parts have no writer
+                for path in sorted(self.journal_dir.glob(SEGMENT_GLOB)):
+                    handle = lock_sealed(path)
+                    if handle is None:
+                        done["busy"] += 1
+                    else:
+                        held.append((path, handle))
+                if not held:
+                    return done
+                await self.flush()  # reads every sealed segment to its end, writes Parquet
+                for path, _ in held:
+                    outcome = await self._compact_one(path)
+                    done[outcome] += 1
+            finally:
+                for _, handle in held:
+                    if handle is not None:
+                        handle.close()
+        return done
+
+    async def _compact_one(self, path: Path) -> str:
+        state = self._index.segment_state(path.name)
+        if state.in_parquet < state.entries:
+            return "kept"  # rows still on their way to Parquet: next round
+        moved: list[tuple[str, str, int, int]] = []
+        if state.live:
+            if state.live * 2 > state.entries:
+                return "kept"  # mostly live: copying would gain little
+            live = [read_entry(self.journal_dir, _where(w)) for w in self._index.live_in(path.name)]
+            lines = [JournalEntry(e.record, e.result_json).line() for e in live]
+            segment, start = await asyncio.to_thread(self._compact_log.append, lines)
+            for entry, line in zip(live, lines, strict=True):
+                size = len(line.encode())
+                moved.append((entry.request_id, segment, start, size))
+                start += size
+        # From here to the unlink nothing awaits: a lookup sees the old place or the new.
+        self._index.move(moved, path.name)
+        self._tail.offsets.pop(path.name, None)
+        path.unlink(missing_ok=True)
+        fsync_directory(self.journal_dir)
+        return "rewritten" if moved else "removed"
 
     async def totals(self, job_id: str | None = None) -> dict[str, Any]:
         """Requests, errors, tokens, exact cost and per-model figures (of one job, or all)."""
         await self.flush()
-        return ledger_summary(read_ledger(self.directory), job_id=job_id)
+        tables = scan_complete(self.directory, job_id=job_id)
+        return await asyncio.to_thread(summarize, tables)
 
     def pending_count(self) -> int:
         """Rows given to :meth:`record` and not yet acknowledged (waiting for the journal)."""
@@ -247,31 +431,16 @@ class LedgerActor:
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
+        self._log.close()
+        self._compact_log.close()
+
+
+def _where(located: Located) -> tuple[str, int, int]:
+    return located.segment, located.start, located.length
 
 
 def ledger_summary(table: pa.Table, *, job_id: str | None = None) -> dict[str, Any]:
     """Totals of a ledger table, optionally of one job; costs are exact Decimals."""
     if job_id is not None:
         table = table.filter(pc.equal(table["job_id"], job_id))
-    ok = pc.sum(pc.equal(table["status"], "ok")).as_py() or 0
-    totals: dict[str, Any] = {"requests": table.num_rows, "errors": table.num_rows - ok}
-    for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
-        totals[name] = pc.sum(table[name]).as_py() or 0
-    totals["total_tokens"] = pc.sum(table["total_tokens"]).as_py() or 0
-    totals["total_cost"] = pc.sum(table["total_cost"]).as_py() or _ZERO
-    totals["cache_savings"] = pc.sum(table["cache_savings"]).as_py() or _ZERO
-    totals["by_model"] = _by_model(table)
-    return totals
-
-
-def _by_model(table: pa.Table) -> dict[str, dict[str, Any]]:
-    by_model: dict[str, dict[str, Any]] = {}
-    columns = table.select(["model", "total_tokens", "total_cost"]).to_pylist()
-    for row in columns:
-        entry = by_model.setdefault(
-            row["model"], {"requests": 0, "total_tokens": 0, "total_cost": _ZERO}
-        )
-        entry["requests"] += 1
-        entry["total_tokens"] += row["total_tokens"]
-        entry["total_cost"] += row["total_cost"]
-    return by_model
+    return summarize([table])

@@ -18,7 +18,7 @@ BAR_H = 18
 GAP = 6
 TITLE_H = 30
 PANEL_GAP = 26
-TARGET_LINES = {"rate": 0.95, "cache": 1.05, "overhead": 0.5, "scale": 1.5}
+TARGET_LINES = {"rate": 0.95, "cache": 1.05, "overhead": 0.5, "scale": 1.1}
 OURS = ("runtime", "LLMService, in process", "LLMService, actors", "batch job")
 COLORS = {"ours": "#2f6db5", "other": "#9a9a9a", "target": "#c0392b", "text": "#222"}
 

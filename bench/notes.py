@@ -54,10 +54,14 @@ CPU, so this figure is a floor.
 **Scale** (`bench/scale.py`). `python -m jobs.batch rows.jsonl --output DIR` with its
 defaults (Ray embedded in the job, concurrency 32) in a fresh child process per size, on
 synthetic rows (quick 1k and 10k, full 10k and 100k), against a zero-latency emulator in
-another process. Figure = the job process's own peak resident set (`VmHWM`, written by a
-small wrapper when the job ends) at the large size / at the small size. The peak of the
-whole process tree (the job plus Ray's GCS, raylet and actor workers) is sampled every
-0.5 s and reported alongside.
+another process. Three figures, each a peak resident set (`VmHWM`) at the large size / at
+the small size, target <= 1.1: the job process (written by a small wrapper when the job
+ends), the LedgerActor's process and the busiest ProviderActor's (found among the job's
+descendants by their Ray process title, read every 0.5 s). Each also gives its per-row
+slope between the two sizes and the peak that slope extrapolates to at 1,000,000 rows. The
+size of the ledger's journal (`<ledger>/_journal`) is sampled alongside: its peak and its
+size after the job, in bytes per row. The peak of the whole process tree (the job plus
+Ray's GCS, raylet and actor workers) is sampled every 0.5 s and reported too.
 
 Every figure that could not be measured says why ("not measured (…)"); no number is ever
 filled in. Runs are bounded in time; all traffic is loopback.

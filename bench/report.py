@@ -66,11 +66,18 @@ def _detail_overhead(raw: dict[str, Any]) -> str:
 
 def _detail_scale(raw: dict[str, Any]) -> str:
     small, large = raw["small"], raw["large"]
-    return (
-        f"driver {small['driver_peak_mib']} -> {large['driver_peak_mib']} MiB "
-        f"({small['rows']} -> {large['rows']} rows); process tree {small['tree_peak_mib']} -> "
-        f"{large['tree_peak_mib']} MiB"
-    )
+    key = raw.get("key", "driver_peak_mib")
+    text = f"{small[key]} -> {large[key]} MiB ({small['rows']} -> {large['rows']} rows)"
+    if "kib_per_row" in raw:
+        text += f"; {raw['kib_per_row']} KiB/row, 1M rows ~{raw['million_rows_mib']} MiB"
+    if key == "driver_peak_mib":
+        text += f"; process tree {small['tree_peak_mib']} -> {large['tree_peak_mib']} MiB"
+    if key == "ledger_actor_peak_mib" and "journal_bytes_per_row" in large:
+        text += (
+            f"; journal peak {large['journal_bytes_per_row']} B/row, "
+            f"{large['journal_end_bytes']} B at the end"
+        )
+    return text
 
 
 _DETAILS = {

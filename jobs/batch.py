@@ -160,6 +160,11 @@ class Wiring:
         except Exception as error:
             return f"(ledger report unavailable: {type(error).__name__})"
 
+    def release(self, request_ids: list[str]) -> None:
+        """The output now holds these rows: the ledger may drop their journaled results."""
+        if self.runtime is not None and request_ids:
+            self.runtime.ledger().release.remote(request_ids)  # no answer awaited
+
     def close(self) -> None:
         if self.runtime is not None:
             with contextlib.suppress(Exception):
@@ -253,6 +258,7 @@ async def run_job(args: argparse.Namespace, settings: Settings) -> int:
 
     job_id, done_ids, writer = _open_output(args)
     wiring = connect(args, settings)
+    writer.on_flush = wiring.release
     for note in wiring.notes:
         print(f"note: {note}", file=sys.stderr)
     service = LLMService(

@@ -341,6 +341,7 @@ class OutputWriter:
         flush_rows: int = 500,
         flush_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        on_flush: Callable[[list[str]], object] | None = None,
     ) -> None:
         if flush_rows < 1:
             raise ValueError("flush_rows must be at least 1")
@@ -355,6 +356,9 @@ class OutputWriter:
         self._last_flush = clock()
         self._seq = 0
         self.rows_written = 0
+        #: Called with the request ids of each committed part's rows (the ledger then
+        #: releases their journaled results: the output holds them now).
+        self.on_flush = on_flush
 
     @property
     def pending(self) -> int:
@@ -383,7 +387,12 @@ class OutputWriter:
         path = self.directory / f"part-{self.run_id}-{self._seq:06d}.parquet"
         write_atomically(table, path)
         self.rows_written += len(self._buffer)
-        self._buffer = []
+        committed, self._buffer = self._buffer, []
+        if self.on_flush is not None:
+            try:
+                self.on_flush([row["request_id"] for row in committed])
+            except Exception:  # only an optimisation of the ledger's journal size
+                pass
         return path
 
     def close(self) -> None:

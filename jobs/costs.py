@@ -6,7 +6,9 @@ Prints totals and, per group (model, provider, job or day), requests, tokens, ca
 tokens, cost, cache savings and average cost per request. ``--plot`` writes a
 self-contained HTML page with an SVG chart of cost over time by model (no plotting
 library needed). The ledger's columns are documented in ``runtime/ledger_store.py`` and the
-README, so the same files can be queried with DuckDB or pandas.
+README, so the same files can be queried with DuckDB or pandas. Unlike a plain Parquet
+reader, this report also counts rows still only in the ledger's journal (the last second
+of a running program's calls; see :mod:`runtime.ledger_view`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from runtime.ledger_store import LEDGER_SCHEMA, scan_ledger
+from runtime.ledger_store import LEDGER_SCHEMA
+from runtime.ledger_view import scan_complete
 
 GROUPS = ("model", "provider", "job", "day")
 _GROUP_COLUMN = {"model": "model", "provider": "provider", "job": "job_id", "day": "day"}
@@ -56,8 +59,10 @@ def scan(
     ledger_dir: str | Path, since: dt.date | None = None, job_id: str | None = None
 ) -> Iterator[pa.Table]:
     """The ledger as a stream of small tables (with a ``day`` column), filtered; memory stays
-    bounded by one part file however large the ledger is."""
-    for table in scan_ledger(
+    bounded by one part file however large the ledger is. Rows journaled but not yet in
+    Parquet are included (:func:`runtime.ledger_view.scan_complete`), so a report made
+    right after a run is never short."""
+    for table in scan_complete(
         ledger_dir, columns=_COLUMNS, job_id=job_id, since=_since_datetime(since)
     ):
         yield _with_day(table)

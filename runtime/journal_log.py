@@ -17,6 +17,13 @@ the middle of a write can leave a torn last line in its segment; that line was n
 acknowledged (the ``fsync`` comes after it) and readers skip it. Lines are never rewritten,
 so a torn line can only be the last of a segment whose writer is gone.
 
+Segments are sealed and compacted. A writer holds an exclusive ``flock`` on the segment it
+appends to and closes it (seals it) at ``SEGMENT_MAX_BYTES`` (8 MiB), on ``close()`` or by
+dying; it never reopens one. The LedgerActor removes a sealed segment once its rows are in
+Parquet and its results are no longer needed, copying the few still needed elsewhere first
+(:meth:`actors.ledger_actor.LedgerActor.compact`), so the journal holds the work in flight
+rather than the ledger's history.
+
 :class:`GroupCommit` batches concurrent appends: rows that arrive while a write is under
 way go together in the next one (each waits for at most two ``fsync``).
 
@@ -28,11 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -48,7 +56,10 @@ logger = logging.getLogger(__name__)
 
 JOURNAL_DIR = "_journal"
 SEGMENT_GLOB = "wal-*.jsonl"
-_LEGACY_GLOB = "part-*.parquet"
+LEGACY_GLOB = "part-*.parquet"
+#: A writer closes its segment (seals it) once it holds this many bytes.
+SEGMENT_MAX_BYTES = 8 << 20
+_OPENING_PREFIX = ".opening-"
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,9 @@ class JournalEntry:
 
     record: LedgerRecord
     result_json: str | None = None
+    #: Where the line was read: (segment file name, byte offset, byte length); for a legacy
+    #: Parquet journal part, (file name, row number, -1). None for an entry not read back.
+    where: tuple[str, int, int] | None = field(default=None, compare=False)
 
     @classmethod
     def of_call(cls, record: LedgerRecord, result: Executed | None = None) -> JournalEntry:
@@ -75,7 +89,7 @@ class JournalEntry:
         return f"{record}\t{self.result_json or ''}\n"
 
     @classmethod
-    def parse(cls, line: str) -> JournalEntry:
+    def parse(cls, line: str, where: tuple[str, int, int] | None = None) -> JournalEntry:
         """Read back a line written by :meth:`line`; raises ``ValueError`` on a torn one."""
         record, sep, result = line.rstrip("\n").partition("\t")
         if not sep:
@@ -84,18 +98,27 @@ class JournalEntry:
             parsed = LedgerRecord.model_validate_json(record)
         except ValidationError as error:
             raise ValueError(f"unreadable journal record: {error.error_count()} errors") from None
-        return cls(parsed, result or None)
+        return cls(parsed, result or None, where)
 
 
 class JournalLog:
     """Appends lines to this writer's own segment under ``directory`` (created on first use).
 
-    :meth:`append` is blocking (write, flush, fsync); call it from one thread at a time.
+    :meth:`append` is blocking (write, flush, fsync); call it from one thread at a time. The
+    writer holds an exclusive ``flock`` on its open segment; a segment nobody holds locked is
+    *sealed* (its writer closed it or died, and writers never reopen a segment), which is
+    what lets the LedgerActor compact it (:func:`lock_sealed`). A segment is closed, and the
+    next append opens a new one, once it has ``max_bytes``: every segment gets sealed in
+    time, so the journal can shrink to the work in flight.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, max_bytes: int = SEGMENT_MAX_BYTES
+    ) -> None:
         self.directory = Path(directory)
+        self.max_bytes = max_bytes
         self._handle: BinaryIO | None = None
+        self._size = 0
         self.path: Path | None = None
         self.lines_written = 0
 
@@ -103,23 +126,37 @@ class JournalLog:
         if self._handle is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            self.path = self.directory / f"wal-{stamp}-{uuid.uuid4().hex}.jsonl"
-            self._handle = self.path.open("ab")
+            final = self.directory / f"wal-{stamp}-{uuid.uuid4().hex}.jsonl"
+            # Locked under a hidden name first, so no compactor ever sees it unlocked.
+            temp = self.directory / f"{_OPENING_PREFIX}{final.name}"
+            handle = temp.open("ab")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                os.replace(temp, final)
+            except BaseException:
+                handle.close()
+                temp.unlink(missing_ok=True)
+                raise
             fsync_directory(self.directory)  # the new segment's name is durable too
+            self.path, self._handle, self._size = final, handle, 0
         return self._handle
 
-    def append(self, lines: Sequence[str]) -> None:
-        """Append ``lines`` and fsync; they are durable when this returns.
+    def append(self, lines: Sequence[str]) -> tuple[str, int] | None:
+        """Append ``lines`` and fsync; they are durable when this returns. Returns the
+        segment's name and the byte offset the first line starts at (None for no lines).
 
         A failed append may have left part of a line in the segment. The segment is then
         given up (it ends in that torn line, which readers never return) and the next append
         opens a new one, so a retried line is never glued to the torn one.
         """
         if not lines:
-            return
+            return None
         handle = self._open()
+        assert self.path is not None
+        where = (self.path.name, self._size)
+        data = "".join(lines).encode()
         try:
-            handle.write("".join(lines).encode())
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         except BaseException:
@@ -128,11 +165,43 @@ class JournalLog:
                 handle.close()
             raise
         self.lines_written += len(lines)
+        self._size += len(data)
+        if self._size >= self.max_bytes:
+            self.close()  # sealed: the next append starts a new segment
+        return where
 
     def close(self) -> None:
+        """Close (and so seal) the current segment."""
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.close()
+
+
+def lock_sealed(path: Path) -> BinaryIO | None:
+    """An open handle holding ``path``'s lock if the segment is sealed (no writer has it
+    open), else None. Keep the handle open while acting on the segment."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def remove_abandoned_openings(directory: Path) -> int:
+    """Remove segments a kill left under their hidden opening name (empty, never used)."""
+    removed = 0
+    for path in directory.glob(f"{_OPENING_PREFIX}*"):
+        handle = lock_sealed(path)
+        if handle is not None:
+            with handle:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 class JournalTail:
@@ -141,48 +210,78 @@ class JournalTail:
     Only whole lines are consumed: a line still being written is read on a later call, and a
     torn last line of a dead writer's segment is never returned. Call from one thread at a
     time. ``skip`` names a segment not to read (a writer's own, whose rows it already has).
+    ``offsets`` (segment name -> bytes already read) resumes where an earlier tail stopped;
+    :attr:`offsets` is kept current, and forgets segments that were removed.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], offsets: dict[str, int] | None = None
+    ) -> None:
         self.directory = Path(directory)
-        self._offsets: dict[Path, int] = {}
-        self._legacy_read: set[Path] = set()
+        self.offsets: dict[str, int] = dict(offsets or {})
+        self._legacy_read: set[str] = set()
 
-    def read_new(self, skip: Path | None = None) -> list[JournalEntry]:
-        """Entries appended since the previous call, oldest segment first."""
+    def read_new(
+        self, skip: Path | None = None, *, max_bytes: int | None = None
+    ) -> list[JournalEntry]:
+        """Entries appended since the previous call, oldest segment first; with
+        ``max_bytes``, stop after about that much (call again for the rest)."""
         if not self.directory.is_dir():
             return []
         entries: list[JournalEntry] = []
-        for path in sorted(self.directory.glob(_LEGACY_GLOB)):
-            if path not in self._legacy_read:
-                self._legacy_read.add(path)
+        for path in sorted(self.directory.glob(LEGACY_GLOB)):
+            if path.name not in self._legacy_read:
+                self._legacy_read.add(path.name)
                 entries.extend(_read_legacy_part(path))
+        budget = max_bytes
+        present = set()
         for path in sorted(self.directory.glob(SEGMENT_GLOB)):
-            if path != skip:
-                entries.extend(self._read_segment(path))
+            present.add(path.name)
+            if path != skip and (budget is None or budget > 0):
+                got, used = self._read_segment(path, budget)
+                entries.extend(got)
+                budget = None if budget is None else budget - used
+        for name in set(self.offsets) - present:
+            del self.offsets[name]
         return entries
 
-    def _read_segment(self, path: Path) -> list[JournalEntry]:
-        offset = self._offsets.get(path, 0)
+    def _read_segment(self, path: Path, budget: int | None) -> tuple[list[JournalEntry], int]:
+        offset = self.offsets.get(path.name, 0)
         try:
             if path.stat().st_size <= offset:
-                return []
+                return [], 0
             with path.open("rb") as handle:
                 handle.seek(offset)
-                data = handle.read()
+                data = handle.read() if budget is None else handle.read(max(budget, 1 << 20))
+                if budget is not None and b"\n" not in data:
+                    data += handle.read()  # one line longer than the budget: read it whole
         except FileNotFoundError:
-            return []
+            return [], 0
         whole = data.rfind(b"\n") + 1
-        self._offsets[path] = offset + whole
+        self.offsets[path.name] = offset + whole
         entries = []
-        for raw in data[:whole].splitlines():
+        start = offset
+        for raw in data[:whole].splitlines(keepends=True):
             try:
-                entries.append(JournalEntry.parse(raw.decode()))
+                entries.append(JournalEntry.parse(raw.decode(), (path.name, start, len(raw))))
             except (UnicodeDecodeError, ValueError):
                 # Only whole lines are read and segments are never reopened, so a torn
                 # write is never seen here: this line is damaged. Skip it, say so.
                 logger.warning("skipping an unreadable line of journal %s", path.name)
-        return entries
+            start += len(raw)
+        return entries, whole
+
+
+def read_entry(directory: str | os.PathLike[str], where: tuple[str, int, int]) -> JournalEntry:
+    """The entry at ``where`` (see :attr:`JournalEntry.where`) under ``directory``."""
+    name, start, length = where
+    path = Path(directory) / name
+    if length < 0:  # a row of a legacy Parquet journal part
+        row = pq.read_table(path).slice(start, 1).to_pylist()[0]
+        return JournalEntry(LedgerRecord.model_validate_json(row["record"]), row["result"], where)
+    with path.open("rb") as handle:
+        handle.seek(start)
+        return JournalEntry.parse(handle.read(length).decode(), where)
 
 
 def read_journal(directory: str | os.PathLike[str]) -> list[JournalEntry]:
@@ -191,8 +290,9 @@ def read_journal(directory: str | os.PathLike[str]) -> list[JournalEntry]:
 
 
 def _read_legacy_part(path: Path) -> Iterator[JournalEntry]:
-    for row in pq.read_table(path).to_pylist():
-        yield JournalEntry(LedgerRecord.model_validate_json(row["record"]), row["result"])
+    for number, row in enumerate(pq.read_table(path).to_pylist()):
+        record = LedgerRecord.model_validate_json(row["record"])
+        yield JournalEntry(record, row["result"], (path.name, number, -1))
 
 
 class GroupCommit:

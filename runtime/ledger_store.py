@@ -46,7 +46,9 @@ fsyncs it, renames it into place with ``os.replace`` and fsyncs the directory, s
 is either complete or absent. A record counts as acknowledged only once a flush has made it
 durable; ``append(..., durable=True)`` flushes before returning. On start, the writer reads
 the ``request_id`` column of every part file, so a record appended again after a restart is
-dropped rather than written twice. One writer per directory (the LedgerActor).
+dropped rather than written twice (unless ``track_durable=False``: the LedgerActor dedups
+against its on-disk index instead, :mod:`runtime.ledger_index`, and keeps no id set in
+memory). One writer per directory (the LedgerActor).
 """
 
 from __future__ import annotations
@@ -271,6 +273,7 @@ class LedgerWriter:
         max_rows: int = 1000,
         flush_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        track_durable: bool = True,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -282,7 +285,11 @@ class LedgerWriter:
         self._pending_since: float | None = None
         self._closed = False
         _remove_stale_temp_files(self.directory)
-        self._durable: set[str] = _durable_ids(self.directory)
+        # With track_durable=False the caller dedups against its own on-disk index (the
+        # LedgerActor's): no set of every id ever written is loaded or kept in memory.
+        self._track_durable = track_durable
+        self._paths: dict[int, Path] = {}  # id of a batch being written -> its part file
+        self._durable: set[str] = _durable_ids(self.directory) if track_durable else set()
         self.files_written = 0
 
     @property
@@ -340,20 +347,31 @@ class LedgerWriter:
         self._writing.update(batch)
         return batch
 
+    def part_path(self, batch: dict[str, LedgerRecord]) -> Path:
+        """The part file :meth:`write_batch` will write ``batch`` to (chosen on first ask)."""
+        path = self._paths.get(id(batch))
+        if path is None:
+            path = self._paths[id(batch)] = new_part_path(self.directory)
+        return path
+
     def write_batch(self, batch: dict[str, LedgerRecord]) -> None:
-        """Write ``batch`` as one new part file; touches no state, so any thread may call it."""
+        """Write ``batch`` as one new part file (:meth:`part_path`); touches no state, so any
+        thread may call it."""
         if not batch:
             return
         rows = [record.to_row() for record in batch.values()]
         table = pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)
-        write_parquet_atomically(table, new_part_path(self.directory))
+        path = self._paths.get(id(batch)) or new_part_path(self.directory)
+        write_parquet_atomically(table, path)
 
     def settle_batch(self, batch: dict[str, LedgerRecord], *, written: bool) -> None:
         """After :meth:`write_batch`: mark ``batch`` durable, or put it back in front of
         the pending records when the write failed."""
         self._writing.difference_update(batch)
+        self._paths.pop(id(batch), None)
         if written:
-            self._durable.update(batch)
+            if self._track_durable:
+                self._durable.update(batch)
             self.files_written += 1 if batch else 0
         elif batch:
             self._pending = {**batch, **self._pending}

@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from llm.config import PROVIDERS, Settings, load_settings, read_dotenv
 from llm.retry import RetryConfig
+from runtime import exit_flush
 from runtime.limits_config import AccountSpec, load_limits
 from runtime.routing import parse_fallbacks
 
@@ -146,6 +148,7 @@ class Runtime:
                 )
             self.started_ray = True
         self._create_actors()
+        exit_flush.remember(self)  # the ledger reaches Parquet even without shutdown()
         return self
 
     def _create_actors(self) -> None:
@@ -190,6 +193,7 @@ class Runtime:
         """Commit the ledger; with ``kill_actors`` also end the actors; stop Ray if we started it."""
         import ray
 
+        exit_flush.forget(self)
         if not ray.is_initialized():
             return
         if self._ledger is not None:
@@ -202,6 +206,36 @@ class Runtime:
         if self.started_ray:
             ray.shutdown()
             self.started_ray = False
+
+    def flush_ledger(self, timeout_s: float | None = None, *, drain_s: float = 0.0) -> None:
+        """Write every journaled ledger row to Parquet now (waits up to ``timeout_s``).
+
+        With ``drain_s`` and a Ray embedded here (whose actors end with this process), first
+        wait up to that long for the provider actors' calls in flight to finish and be
+        journaled: the provider bills them even if no one reads the answer.
+        """
+        import ray
+
+        if self._ledger is None or not ray.is_initialized():
+            return
+        if drain_s > 0 and self.started_ray:
+            self._drain(drain_s)
+        ray.get(self._ledger.flush.remote(), timeout=timeout_s)
+
+    def _drain(self, seconds: float) -> None:
+        import ray
+
+        deadline = time.monotonic() + seconds
+        handles = self.provider_handles()
+        while handles and time.monotonic() < deadline:
+            try:
+                busy = ray.get([h.stats.remote() for h in handles], timeout=seconds)
+                pending = ray.get([h.journal_pending.remote() for h in handles], timeout=seconds)
+            except Exception:  # an actor is gone: nothing more to wait for
+                return
+            if not any(s.in_flight for s in busy) and not any(pending):
+                return
+            time.sleep(0.05)
 
     def __enter__(self) -> Runtime:
         return self.start()

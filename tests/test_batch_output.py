@@ -174,3 +174,17 @@ def test_output_spend_and_summary_file(tmp_path):
     path = out.write_summary(tmp_path, {"ok": 2, "cost_usd": Decimal("0.5")})
     assert json.loads(path.read_text()) == {"ok": 2, "cost_usd": "0.5"}
     assert out.read_output(tmp_path).num_rows == 2  # _summary.json is not read as data
+
+
+def test_each_committed_part_reports_its_request_ids_after_it_is_on_disk(tmp_path):
+    seen: list[tuple[list[str], int]] = []
+
+    def released(ids):
+        seen.append((ids, len(out.part_files(tmp_path))))  # the part exists already
+        raise RuntimeError("the ledger is away")  # never fails the output
+
+    writer = out.OutputWriter(tmp_path, run_id="run1", flush_rows=2, on_flush=released)
+    for index in range(3):
+        writer.add(ok(f"id{index}"))
+    writer.close()
+    assert seen == [(["r-id0", "r-id1"], 1), (["r-id2"], 2)]

@@ -191,3 +191,54 @@ def test_legacy_parquet_journal_parts_are_still_read(tmp_path):
     restarted = LedgerActor(tmp_path)
     assert read_ledger(tmp_path).column("request_id").to_pylist() == ["old"]
     assert asyncio.run(restarted.lookup(["old"]))["old"] == executed("from before")
+
+
+async def test_a_kill_before_a_part_file_appeared_writes_its_rows_at_the_next_start(tmp_path):
+    from runtime.ledger_index import LedgerIndex
+
+    ledger = LedgerActor(tmp_path, flush_interval_s=3600)
+    await ledger.record([ledger_row("k1"), ledger_row("k2")])
+    ledger._writer.take_batch()  # the kill: rows assigned to a part that was never written
+    ledger._index.assign_part("part-never-written.parquet", ["k1", "k2"])
+    ledger._index.close()
+    LedgerActor(tmp_path)
+    assert sorted(read_ledger(tmp_path).column("request_id").to_pylist()) == ["k1", "k2"]
+    assert LedgerIndex(tmp_path).pending() == []
+
+
+async def test_a_kill_after_a_part_file_appeared_writes_nothing_twice(tmp_path):
+    ledger = LedgerActor(tmp_path, flush_interval_s=3600)
+    await ledger.record([ledger_row("w1")], {"w1": executed("once")})
+    ledger._index.part_written = lambda name: None  # killed before the index heard of it
+    await ledger.flush()
+    ledger._index.close()
+    restarted = LedgerActor(tmp_path)
+    assert read_ledger(tmp_path).column("request_id").to_pylist() == ["w1"]
+    assert await restarted.record([ledger_row("w1")]) == []
+    assert (await restarted.lookup(["w1"]))["w1"] == executed("once")
+
+
+async def test_an_old_ledger_without_an_index_is_indexed_from_its_part_files(tmp_path):
+    from runtime.ledger_store import LedgerWriter
+
+    with LedgerWriter(tmp_path) as writer:
+        writer.append([ledger_row("old1"), ledger_row("old2")])
+    ledger = LedgerActor(tmp_path, flush_interval_s=3600)
+    assert await ledger.record([ledger_row("old1"), ledger_row("new")]) == ["new"]
+    await ledger.flush()
+    assert read_ledger(tmp_path).num_rows == 3
+
+
+async def test_results_journaled_before_the_index_existed_are_still_answered(tmp_path):
+    import shutil
+
+    from runtime.ledger_index import INDEX_DIR
+
+    first = LedgerActor(tmp_path, flush_interval_s=3600)
+    await first.record([ledger_row("pre")], {"pre": executed("kept")})
+    await first.flush()
+    first._index.close()
+    shutil.rmtree(tmp_path / INDEX_DIR)  # as written by a version without the index
+    upgraded = LedgerActor(tmp_path)
+    assert (await upgraded.lookup(["pre"]))["pre"] == executed("kept")
+    assert read_ledger(tmp_path).num_rows == 1

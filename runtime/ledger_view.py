@@ -1,0 +1,132 @@
+"""What a reader of the ledger sees: the Parquet part files plus rows journaled but not yet there.
+
+A ledger row is acknowledged once its line is in the journal (:mod:`runtime.journal_log`);
+the LedgerActor copies journaled rows to Parquet about a second later, at every
+``flush()``, and before a program that used the runtime ends. In between, a plain Parquet
+reader (DuckDB, pandas) sees the ledger a little short. :func:`scan_complete` does not: it
+yields the part files and then the journaled rows that no part file holds yet, each
+request id once. Every reader this project ships (``python -m jobs.costs``, the batch job's
+end-of-job report, :meth:`LedgerActor.totals`) goes through it.
+
+Order matters under a running LedgerActor, which may write a part file and then remove the
+journal segment it came from at any moment: the journal is read first, the part files
+after, so a row is always found in at least one of the two. Memory is one part file plus the
+journaled rows not yet compacted away (the work in flight), never the whole ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from runtime.journal_log import JOURNAL_DIR, LEGACY_GLOB, SEGMENT_GLOB
+from runtime.ledger_store import LEDGER_SCHEMA, LedgerRecord, scan_ledger
+
+logger = logging.getLogger(__name__)
+
+_ZERO = Decimal(0)
+_TOKEN_SUMS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "total_tokens")
+
+
+def journal_records(journal_dir: str | os.PathLike[str]) -> Iterator[LedgerRecord]:
+    """Every readable ledger row of the journal, oldest segment first, streamed line by line
+    (results are not parsed). A torn last line (no newline) is skipped."""
+    directory = Path(journal_dir)
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.glob(LEGACY_GLOB)):
+        try:
+            for text in pq.read_table(path, columns=["record"]).column("record").to_pylist():
+                yield LedgerRecord.model_validate_json(text)
+        except (OSError, ValidationError):
+            continue  # compacted away meanwhile, or unreadable
+    for path in sorted(directory.glob(SEGMENT_GLOB)):
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            continue  # compacted away since the listing: its rows are in Parquet
+        with handle:
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    break  # a line still being written, or torn by a kill
+                record, sep, _ = raw.partition(b"\t")
+                if not sep:
+                    continue
+                try:
+                    yield LedgerRecord.model_validate_json(record)
+                except ValidationError:
+                    logger.warning("skipping an unreadable line of journal %s", path.name)
+
+
+def scan_complete(
+    directory: str | os.PathLike[str],
+    *,
+    columns: Iterable[str] | None = None,
+    job_id: str | None = None,
+    since: datetime | None = None,
+) -> Iterator[pa.Table]:
+    """Like :func:`runtime.ledger_store.scan_ledger` (one part file at a time, only
+    ``columns``, only ``job_id``, from ``since`` on), followed by the journaled rows that no
+    part file holds yet; each request id once. See the module docstring."""
+    wanted = list(columns) if columns is not None else LEDGER_SCHEMA.names
+    pending: dict[str, LedgerRecord] = {}
+    for record in journal_records(Path(directory) / JOURNAL_DIR):
+        if job_id is not None and record.job_id != job_id:
+            continue
+        if since is not None and record.ts < since:
+            continue
+        pending.setdefault(record.request_id, record)
+    with_id = wanted if "request_id" in wanted else [*wanted, "request_id"]
+    for table in scan_ledger(directory, columns=with_id, job_id=job_id, since=since):
+        if pending:
+            for rid in table.column("request_id").to_pylist():
+                pending.pop(rid, None)
+        yield table.select(wanted)
+    if pending:
+        rows = [record.to_row() for record in pending.values()]
+        yield pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA).select(wanted)
+
+
+def read_complete(directory: str | os.PathLike[str], *, job_id: str | None = None) -> pa.Table:
+    """The whole ledger as one table, journaled rows included (for small ledgers and tests)."""
+    tables = list(scan_complete(directory, job_id=job_id))
+    return pa.concat_tables(tables) if tables else LEDGER_SCHEMA.empty_table()
+
+
+def summarize(tables: Iterable[pa.Table]) -> dict[str, Any]:
+    """Requests, errors, token sums, exact cost and per-model figures of ``tables``,
+    accumulated table by table (memory: one table)."""
+    counts = dict.fromkeys(("requests", "errors", *_TOKEN_SUMS), 0)
+    money = dict.fromkeys(("total_cost", "cache_savings"), _ZERO)
+    by_model: dict[str, dict[str, Any]] = {}
+    for table in tables:
+        if not table.num_rows:
+            continue
+        ok = pc.sum(pc.equal(table["status"], "ok")).as_py() or 0
+        counts["requests"] += table.num_rows
+        counts["errors"] += table.num_rows - ok
+        for name in _TOKEN_SUMS:
+            counts[name] += pc.sum(table[name]).as_py() or 0
+        for name in money:
+            money[name] += pc.sum(table[name]).as_py() or _ZERO
+        grouped = table.group_by("model").aggregate(
+            [("model", "count"), ("total_tokens", "sum"), ("total_cost", "sum")]
+        )
+        for row in grouped.to_pylist():
+            entry = by_model.setdefault(
+                row["model"], {"requests": 0, "total_tokens": 0, "total_cost": _ZERO}
+            )
+            entry["requests"] += row["model_count"]
+            entry["total_tokens"] += row["total_tokens_sum"] or 0
+            entry["total_cost"] += row["total_cost_sum"] or _ZERO
+    return {**counts, **money, "by_model": by_model}
