@@ -400,12 +400,12 @@ async def test_openai_rejects_reasoning_effort_on_a_model_without_reasoning(gpt)
 @pytest.mark.parametrize(
     "model, thinking, wording",
     [
-        ("gemini-3-pro-preview", {"thinking_level": "EXTREME"}, "Invalid value at"),
+        ("gemini-3.1-pro-preview", {"thinking_level": "EXTREME"}, "Invalid value at"),
         ("gemini-2.5-flash", {"thinking_level": "HIGH"}, "Thinking level is not supported"),
         ("gemini-2.5-pro", {"thinking_budget": 0}, "only works in thinking mode"),
         ("gemini-2.5-flash", {"thinking_budget": 40000}, "between 1 and 24576"),
         (
-            "gemini-3-pro-preview",
+            "gemini-3.1-pro-preview",
             {"thinking_level": "LOW", "thinking_budget": 1024},
             "only one of thinking budget and thinking level",
         ),
@@ -467,13 +467,13 @@ async def test_newest_response_fields_as_recorded(emulator, claude, gemini):
     body = json.loads(await raw.read())
     assert body["stop_details"] is None and body["usage"]["inference_geo"] == "not_available"
     new = await gemini.aio.models.generate_content(
-        model="gemini-3-pro-preview", contents="Tell me about tides."
+        model="gemini-3.1-pro-preview", contents="Tell me about tides."
     )
     (part,) = new.candidates[0].content.parts
     assert part.text and part.thought_signature
     async with httpx2.AsyncClient() as client:  # the SDK drops fields it has no type for
         answer = await client.post(
-            f"{emulator.base_url}/v1beta/models/gemini-3-pro-preview:generateContent",
+            f"{emulator.base_url}/v1beta/models/gemini-3.1-pro-preview:generateContent",
             json={"contents": [{"role": "user", "parts": [{"text": "Tell me about tides."}]}]},
             headers={"x-goog-api-key": KEY},
         )

@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import re
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -348,6 +349,17 @@ def _called_a_tool(ex: rs.Exchange, status: int, raw: bytes) -> bool:
     return '"tool_use"' in text if ex.provider == "anthropic" else '"tool_calls"' in text
 
 
+def _retired_since_recording(ex: rs.Exchange) -> bool:
+    """Whether the recorded request names a model the registry says is retired today."""
+    body = ex.request_body if isinstance(ex.request_body, dict) else {}
+    name = body.get("model") or ""
+    if not name:
+        match = re.search(r"/models/([^/:]+)", urlsplit(ex.url).path)
+        name = match.group(1) if match else ""
+    info = get_model_info(name)
+    return info is not None and info.status_on() == "retired"
+
+
 async def _send_recorded_requests() -> list[tuple[str, int, int, str]]:
     engine = Engine(EmulatorConfig(api_key=None), model_lookup=_emulated_model)
     emulator = Emulator(engine.config, engine=engine)
@@ -371,7 +383,11 @@ async def _send_recorded_requests() -> list[tuple[str, int, int, str]]:
                 response = await client.post(
                     url, content=json.dumps(ex.request_body), headers=headers
                 )
-                same = (response.status_code < 400) == (ex.status < 400)
+                if _retired_since_recording(ex):
+                    # The real API now answers 404 for it too: the emulator must say so.
+                    same = response.status_code == 404
+                else:
+                    same = (response.status_code < 400) == (ex.status < 400)
                 if same and response.status_code < 400 and _forces_a_tool(ex):
                     same = _called_a_tool(ex, response.status_code, response.content)
                 if not same:
