@@ -11,7 +11,7 @@ Environment variables win over the ``.env`` file. API keys are held as
 | ``ANTHROPIC_BASE_URL`` | Anthropic base URL (no ``/v1``) | the real API |
 | ``OPENAI_BASE_URL`` | OpenAI base URL, ending in ``/v1`` | the real API |
 | ``GOOGLE_GEMINI_BASE_URL`` | Gemini base URL (no version) | the real API |
-| ``DEFAULT_LLM_MODEL`` | model used when a call names none | ``claude-haiku-4.5`` |
+| ``DEFAULT_LLM_MODEL`` | model used when a call names none | ``claude-haiku-5.5`` |
 | ``LLM_ENABLE_CACHING`` | default for ``enable_caching`` | ``false`` |
 | ``LLM_LOG_PROMPTS`` / ``LLM_LOG_RESPONSES`` | log prompt / response text | ``false`` |
 | ``LLM_RUNTIME`` | ``local`` (in process) or ``ray`` (through the actors) | ``local`` |
@@ -82,7 +82,7 @@ class Settings(BaseModel):
     anthropic_base_url: str | None = None
     openai_base_url: str | None = None
     google_base_url: str | None = None
-    default_model: str = "claude-haiku-4.5"
+    default_model: str = "claude-haiku-5.5"
     enable_caching: bool = False
     log_prompts: bool = False
     log_responses: bool = False
@@ -145,7 +145,7 @@ def load_settings(
         anthropic_base_url=get("ANTHROPIC_BASE_URL"),
         openai_base_url=get("OPENAI_BASE_URL"),
         google_base_url=get("GOOGLE_GEMINI_BASE_URL"),
-        default_model=get("DEFAULT_LLM_MODEL") or "claude-haiku-4.5",
+        default_model=get("DEFAULT_LLM_MODEL") or "claude-haiku-5.5",
         enable_caching=parse_bool(get("LLM_ENABLE_CACHING")),
         log_prompts=parse_bool(get("LLM_LOG_PROMPTS")),
         log_responses=parse_bool(get("LLM_LOG_RESPONSES")),

@@ -2,7 +2,8 @@
 
 These are plain frozen values; :mod:`llm.registry` loads them from ``llm/data/models.toml``
 (plus a user's own file) and answers look-ups. Prices are USD per million tokens as
-:class:`~decimal.Decimal`.
+:class:`~decimal.Decimal`. Run as ``python -m llm.models`` it lists the models
+(:mod:`llm.models_cli`).
 """
 
 from __future__ import annotations
@@ -138,3 +139,9 @@ class ModelInfo(_Frozen):
 
     def status_on(self, today: dt.date | None = None) -> LifecycleStatus:
         return self.lifecycle.status_on(today or dt.date.today())
+
+
+if __name__ == "__main__":  # ``python -m llm.models``: the model-list CLI
+    from llm.models_cli import main
+
+    raise SystemExit(main())

@@ -25,7 +25,7 @@ from llm.executor import LocalExecutor  # noqa: E402
 from llm.retry import RetryConfig  # noqa: E402
 from llm.service import LLMService  # noqa: E402
 
-MODELS = ["claude-haiku-4.5", "claude-sonnet-4.6", "gpt-4.1", "gemini-2.5-flash"]
+MODELS = ["claude-haiku-4.5", "claude-sonnet-4.6", "gpt-4.1", "gemini-2.5-flash-lite"]
 SYSTEM = "You answer questions about the handbook. " + "policy clause details " * 400
 SCHEMA = {
     "type": "object",

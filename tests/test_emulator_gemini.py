@@ -23,7 +23,7 @@ from llm import tokens
 from llm.emulator import gemini_wire as gw
 from llm.emulator.protocol import EmuError, EmuRequest, EmuResult, EmuToolCall
 
-MODEL = "gemini-2.5-flash"
+MODEL = "gemini-2.5-flash-lite"
 KEY = "test-key-not-secret"
 _GENERATE = re.compile(r"^/(v1|v1beta)/models/([^:]+):(\w+)$")
 _CACHES = re.compile(r"^/(v1|v1beta)/cachedContents(?:/([^/]+))?$")

@@ -13,7 +13,7 @@ from llm import tokens
 from llm.emulator import gemini_wire as gw
 from llm.emulator.protocol import EmuError, EmuResult, EmuToolCall
 
-MODEL = "gemini-2.5-flash"
+MODEL = "gemini-2.5-flash-lite"
 #: A 300x250 PNG header (100 image tokens) whose base64 differs between the two alphabets.
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + struct.pack(">II", 300, 250) + b"\xfb\xff\xfe" * 4
 PNG_STD = base64.b64encode(PNG).decode()

@@ -292,7 +292,7 @@ async def test_responses_function_call_output_item(fake):
     upstream, client = fake
     upstream.outcome = lambda req: weather_call()
     response = await client.responses.create(
-        model="gpt-5",
+        model="gpt-5.6-terra",
         input="Weather in Paris?",
         tools=[{"type": "function", **WEATHER_TOOL["function"], "strict": True}],
         tool_choice={"type": "function", "name": "get_weather"},
@@ -306,7 +306,7 @@ async def test_responses_function_call_output_item(fake):
 async def test_responses_tool_result_items(fake):
     upstream, client = fake
     await client.responses.create(
-        model="gpt-5",
+        model="gpt-5.6-terra",
         input=[
             {"role": "user", "content": "Weather in Paris?"},
             {
@@ -325,7 +325,7 @@ async def test_responses_tool_result_items(fake):
 async def test_responses_stream_helper_final_response(fake):
     _, client = fake
     deltas = []
-    async with client.responses.stream(model="gpt-5", input="Capital?") as stream:
+    async with client.responses.stream(model="gpt-5.6-terra", input="Capital?") as stream:
         async for event in stream:
             if event.type == "response.output_text.delta":
                 deltas.append(event.delta)
@@ -344,7 +344,7 @@ async def test_responses_stream_helper_with_reasoning_and_tool_call(fake):
         finish="tool_calls",
     )
     async with client.responses.stream(
-        model="gpt-5",
+        model="gpt-5.6-terra",
         input="Weather?",
         tools=[{"type": "function", **WEATHER_TOOL["function"], "strict": True}],
     ) as stream:
@@ -356,7 +356,7 @@ async def test_responses_stream_helper_with_reasoning_and_tool_call(fake):
 async def test_responses_parse_structured_output(fake):
     upstream, client = fake
     upstream.outcome = lambda req: answer('{"city":"Paris","country":"France"}')
-    response = await client.responses.parse(model="gpt-5", input="Capital?", text_format=Capital)
+    response = await client.responses.parse(model="gpt-5.5", input="Capital?", text_format=Capital)
     assert response.output_parsed == Capital(city="Paris", country="France")
     assert set(upstream.seen[0].json_schema["properties"]) == {"city", "country"}
 
@@ -364,7 +364,7 @@ async def test_responses_parse_structured_output(fake):
 async def test_responses_incomplete(fake):
     upstream, client = fake
     upstream.outcome = lambda req: answer("Paris is", finish="length")
-    response = await client.responses.create(model="gpt-5", input="x", max_output_tokens=16)
+    response = await client.responses.create(model="gpt-5.6-terra", input="x", max_output_tokens=16)
     assert response.status == "incomplete"
     assert response.incomplete_details.reason == "max_output_tokens"
     assert response.max_output_tokens == 16
@@ -385,7 +385,7 @@ async def test_context_length_is_bad_request(fake):
     assert caught.value.code == "context_length_exceeded"
     assert "maximum context length is 128000 tokens" in caught.value.message
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.responses.create(model="gpt-5", input="x")
+        await client.responses.create(model="gpt-5.6-terra", input="x")
     assert caught.value.code == "context_length_exceeded"
     assert "exceeds the context window" in caught.value.message
 
@@ -432,7 +432,7 @@ async def test_authentication_error_hides_the_key(upstream_url):
     client = openai.AsyncOpenAI(api_key=wrong, base_url=url, max_retries=0)
     try:
         with pytest.raises(openai.AuthenticationError) as caught:
-            await client.responses.create(model="gpt-5", input="x")
+            await client.responses.create(model="gpt-5.6-terra", input="x")
     finally:
         await client.close()
     assert caught.value.code == "invalid_api_key"

@@ -213,7 +213,7 @@ def test_responses_counts_match_chat_for_the_same_conversation():
 
 def test_responses_string_input_and_instructions():
     req = wire.parse_responses(
-        {"model": "gpt-5", "input": "Hi [[emu:tokens=5]]", "instructions": "Be terse."}, {}
+        {"model": "gpt-5.5", "input": "Hi [[emu:tokens=5]]", "instructions": "Be terse."}, {}
     )
     assert req.last_user_text == "Hi [[emu:tokens=5]]"
     assert [s.tokens for s in req.segments] == [
@@ -229,7 +229,7 @@ def test_responses_image_and_schema():
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     req = wire.parse_responses(
         {
-            "model": "gpt-5",
+            "model": "gpt-5.5",
             "input": [
                 {
                     "role": "user",
@@ -282,7 +282,7 @@ def test_chat_tool_choice_mapping(choice, expected):
 )
 def test_responses_tool_choice_mapping(choice, expected):
     body = {
-        "model": "gpt-5",
+        "model": "gpt-5.5",
         "input": "x",
         "tools": [{"type": "function", "name": "get_weather", "parameters": WEATHER_PARAMS}],
         "tool_choice": choice,
@@ -373,14 +373,17 @@ def test_malformed_chat_bodies_raise_invalid_request(body, fragment):
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"model": "gpt-5"}, "Missing required parameter: 'input'."),
-        ({"model": "gpt-5", "input": []}, "Invalid 'input': empty array."),
-        ({"model": "gpt-5", "input": [{"type": "item_reference", "id": "x"}]}, "'item_reference'"),
-        ({"model": "gpt-5", "input": "x", "max_output_tokens": 5}, "Expected a value >= 16"),
-        ({"model": "gpt-5", "input": "x", "tools": [{"type": "web_search"}]}, "'web_search'"),
-        ({"model": "gpt-5", "input": "x", "previous_response_id": "resp_1"}, "not found"),
+        ({"model": "gpt-5.5"}, "Missing required parameter: 'input'."),
+        ({"model": "gpt-5.5", "input": []}, "Invalid 'input': empty array."),
         (
-            {"model": "gpt-5", "input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+            {"model": "gpt-5.5", "input": [{"type": "item_reference", "id": "x"}]},
+            "'item_reference'",
+        ),
+        ({"model": "gpt-5.5", "input": "x", "max_output_tokens": 5}, "Expected a value >= 16"),
+        ({"model": "gpt-5.5", "input": "x", "tools": [{"type": "web_search"}]}, "'web_search'"),
+        ({"model": "gpt-5.5", "input": "x", "previous_response_id": "resp_1"}, "not found"),
+        (
+            {"model": "gpt-5.5", "input": [{"role": "user", "content": [{"type": "input_image"}]}]},
             "input[0].content[0].image_url",
         ),
     ],
@@ -478,7 +481,7 @@ def test_stream_chat_tool_call_deltas():
 
 def test_render_responses_object():
     req = wire.parse_responses(
-        {"model": "gpt-5.6-terra", "input": "x", "reasoning": {"effort": "low"}}, {}
+        {"model": "gpt-5.5", "input": "x", "reasoning": {"effort": "low"}}, {}
     )
     rendered = wire.render_responses(req, result())
     assert rendered["id"].startswith("resp_") and rendered["object"] == "response"
@@ -497,7 +500,7 @@ def test_render_responses_object():
 
 
 def test_render_responses_incomplete_and_function_call():
-    req = wire.parse_responses({"model": "gpt-5", "input": "x"}, {})
+    req = wire.parse_responses({"model": "gpt-5.5", "input": "x"}, {})
     incomplete = wire.render_responses(req, result(finish="length", reasoning_tokens=0))
     assert incomplete["status"] == "incomplete"
     assert incomplete["incomplete_details"] == {"reason": "max_output_tokens"}
@@ -508,7 +511,7 @@ def test_render_responses_incomplete_and_function_call():
 
 
 def test_stream_responses_event_sequence():
-    req = wire.parse_responses({"model": "gpt-5", "input": "x", "stream": True}, {})
+    req = wire.parse_responses({"model": "gpt-5.5", "input": "x", "stream": True}, {})
     parsed = events(wire.stream_responses(req, result(reasoning_tokens=0)))
     names = [name for name, _ in parsed]
     assert names == [
@@ -533,7 +536,7 @@ def test_stream_responses_event_sequence():
 
 
 def test_stream_responses_function_call_and_incomplete():
-    req = wire.parse_responses({"model": "gpt-5", "input": "x", "stream": True}, {})
+    req = wire.parse_responses({"model": "gpt-5.5", "input": "x", "stream": True}, {})
     parsed = events(wire.stream_responses(req, tool_result(reasoning_tokens=0)))
     names = [name for name, _ in parsed]
     assert "response.function_call_arguments.done" in names

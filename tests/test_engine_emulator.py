@@ -18,7 +18,7 @@ from runtime.limiter import AccountLimits
 
 server = pytest.importorskip("llm.emulator.server")
 
-SONNET = get_model_info("claude-sonnet-4.5")
+SONNET = get_model_info("claude-sonnet-4.6")
 FAN_OUT = 8
 
 

@@ -25,7 +25,7 @@ from llm.types import ImageContent, Message, MessageRole, TextContent, ToolCall
 server = pytest.importorskip("llm.emulator.server")
 registry = pytest.importorskip("llm.registry")
 
-FLASH = registry.resolve_model("gemini-2.5-flash")
+FLASH = registry.resolve_model("gemini-2.5-flash-lite")
 WEATHER = ToolSpec(
     name="get_weather",
     description="Weather for a city",

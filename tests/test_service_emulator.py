@@ -23,7 +23,7 @@ from tests.conftest import SENTINEL_KEY  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::llm.service_checks.ModelLifecycleWarning")
 
-MODELS = ["claude-sonnet-4.5", "claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash"]
+MODELS = ["claude-sonnet-4.6", "claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash-lite"]
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -227,7 +227,7 @@ async def test_reasoning_tokens(service):
         ("claude-haiku-4.5", 429),
         ("claude-haiku-4.5", 529),
         ("gpt-4.1", 429),
-        ("gemini-2.5-flash", 429),
+        ("gemini-2.5-flash-lite", 429),
     ],
 )
 async def test_retry_honours_the_servers_delay(service, sleeps, model, fault):

@@ -65,14 +65,14 @@ async def run_features(service, tag):
     """Every key feature once (caching twice); the answers, in comparable form."""
     answers = [
         await service.generate(model="claude-haiku-4.5", messages=ask(f"Explain caching {tag}")),
-        await service.generate(model="gemini-2.5-flash", messages=ask(f"Summarise {tag}")),
+        await service.generate(model="gemini-2.5-flash-lite", messages=ask(f"Summarise {tag}")),
         await service.generate(
             model="gpt-4.1",
             messages=ask(f"Extract design tokens {tag}"),
             structured_output_schema=SCHEMA,
         ),
         await service.generate(
-            model="claude-sonnet-4.5",
+            model="claude-sonnet-4.6",
             messages=ask(f"Render a button {tag}"),
             tools=TOOLS,
             tool_choice="required",
@@ -87,7 +87,7 @@ async def run_features(service, tag):
     cached = ask(f"Create a card component {tag}", style_guide(tag))
     for _ in range(2):
         answers.append(
-            await service.generate(model="claude-sonnet-4.5", messages=cached, enable_caching=True)
+            await service.generate(model="claude-sonnet-4.6", messages=cached, enable_caching=True)
         )
     stream = service.generate_stream(model="gpt-4.1", messages=ask(f"Write a story {tag}"))
     chunks = [chunk async for chunk in stream]
@@ -125,7 +125,7 @@ async def test_every_feature_gives_the_same_answer_through_the_actors_as_in_proc
 @pytest.mark.ray
 async def test_ledger_total_is_the_exact_sum_of_the_answers_costs(runtime):
     service = LLMService(settings=runtime.settings, executor=runtime.executor())
-    models = ["claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash", "claude-sonnet-4.5"]
+    models = ["claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash-lite", "claude-sonnet-4.6"]
     ids = [f"cost-{i}" for i in range(12)]
     answers = await asyncio.gather(
         *(
