@@ -41,15 +41,24 @@ _TOKEN_SUMS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_toke
 def journal_records(journal_dir: str | os.PathLike[str]) -> Iterator[LedgerRecord]:
     """Every readable ledger row of the journal, oldest segment first, streamed line by line
     (results are not parsed). A torn last line (no newline) is skipped."""
-    directory = Path(journal_dir)
+    for record, _ in _journal_rows(Path(journal_dir)):
+        yield record
+
+
+def _journal_rows(directory: Path) -> Iterator[tuple[LedgerRecord, bytes]]:
+    """Each journaled row, parsed and as its JSON text."""
     if not directory.is_dir():
         return
     for path in sorted(directory.glob(LEGACY_GLOB)):
         try:
-            for text in pq.read_table(path, columns=["record"]).column("record").to_pylist():
-                yield LedgerRecord.model_validate_json(text)
-        except (OSError, ValidationError):
-            continue  # compacted away meanwhile, or unreadable
+            texts = pq.read_table(path, columns=["record"]).column("record").to_pylist()
+        except OSError:
+            continue  # compacted away meanwhile
+        for text in texts:
+            try:
+                yield LedgerRecord.model_validate_json(text), text.encode()
+            except ValidationError:
+                continue
     for path in sorted(directory.glob(SEGMENT_GLOB)):
         try:
             handle = path.open("rb")
@@ -63,7 +72,7 @@ def journal_records(journal_dir: str | os.PathLike[str]) -> Iterator[LedgerRecor
                 if not sep:
                     continue
                 try:
-                    yield LedgerRecord.model_validate_json(record)
+                    yield LedgerRecord.model_validate_json(record), record
                 except ValidationError:
                     logger.warning("skipping an unreadable line of journal %s", path.name)
 
@@ -79,13 +88,15 @@ def scan_complete(
     ``columns``, only ``job_id``, from ``since`` on), followed by the journaled rows that no
     part file holds yet; each request id once. See the module docstring."""
     wanted = list(columns) if columns is not None else LEDGER_SCHEMA.names
-    pending: dict[str, LedgerRecord] = {}
-    for record in journal_records(Path(directory) / JOURNAL_DIR):
+    # The journal is read once, before the part files (see the module docstring); a row is
+    # kept as its JSON text, a fraction of a parsed record's memory.
+    pending: dict[str, bytes] = {}
+    for record, raw in _journal_rows(Path(directory) / JOURNAL_DIR):
         if job_id is not None and record.job_id != job_id:
             continue
         if since is not None and record.ts < since:
             continue
-        pending.setdefault(record.request_id, record)
+        pending.setdefault(record.request_id, raw)
     with_id = wanted if "request_id" in wanted else [*wanted, "request_id"]
     for table in scan_ledger(directory, columns=with_id, job_id=job_id, since=since):
         if pending:
@@ -93,7 +104,7 @@ def scan_complete(
                 pending.pop(rid, None)
         yield table.select(wanted)
     if pending:
-        rows = [record.to_row() for record in pending.values()]
+        rows = [LedgerRecord.model_validate_json(raw).to_row() for raw in pending.values()]
         yield pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA).select(wanted)
 
 
