@@ -30,6 +30,7 @@ import asyncio
 import atexit
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -61,6 +62,8 @@ __all__ = ["JOURNAL_DIR", "LedgerActor", "ledger_summary"]
 
 #: How much journal one read takes at most (a restart after a long outage reads in steps).
 READ_CHUNK_BYTES = 16 << 20
+#: Results not released by then (the job was abandoned, or never said it finished) go.
+RESULT_TTL_S = 7 * 24 * 3600.0
 
 
 class LedgerActor:
@@ -75,6 +78,7 @@ class LedgerActor:
         poll_interval_s: float = 0.5,
         max_batch: int = 2000,
         compact_interval_s: float = 10.0,
+        result_ttl_s: float = RESULT_TTL_S,
     ) -> None:
         self.directory = Path(directory)
         self.journal_dir = self.directory / JOURNAL_DIR
@@ -96,6 +100,7 @@ class LedgerActor:
         self._compact_log = JournalLog(self.journal_dir)
         self._compact_lock: asyncio.Lock | None = None
         self.compact_interval_s = compact_interval_s
+        self.result_ttl_s = result_ttl_s
         self._heal_from_journal()
         atexit.register(self._final_flush)
 
@@ -352,7 +357,9 @@ class LedgerActor:
         A segment is *sealed* when no writer holds its lock (:func:`lock_sealed`); its lock
         is held here until it is dealt with. Its rows are written to Parquet first (a
         ``flush``). Then, if none of its results is still needed (each one released, i.e.
-        in its job's output, or of a finished job; rows of calls outside a job have none),
+        in its job's output, of a finished job, or journaled more than ``result_ttl_s`` ago
+        (7 days);
+        rows of calls outside a job have none),
         it is deleted. If at most half its entries still are, those are copied to a
         segment of this actor's (fsynced), the index is pointed at the copies and then the
         segment is deleted. Otherwise it is kept for a later round. A kill between any two
@@ -377,6 +384,7 @@ class LedgerActor:
                 if not held:
                     return done
                 await self.flush()  # reads every sealed segment to its end, writes Parquet
+                self._index.release_older_than(time.time() - self.result_ttl_s)
                 for path, _ in held:
                     outcome = await self._compact_one(path)
                     done[outcome] += 1

@@ -19,8 +19,9 @@ Tables::
   done whose file exists is marked done, and one whose file is missing (killed mid-write:
   part files appear atomically) gives its rows back as pending. So a row is in Parquet
   exactly when its part is done, without reading Parquet;
-* ``released``: the job's own output holds the result (or the job finished), so a rerun will
-  not ask for it; compaction may drop its journal line.
+* ``released``: the job's own output holds the result (or the job finished, or the row is
+  older than the LedgerActor's ``result_ttl_s``), so a rerun will not ask for it;
+  compaction may drop its journal line.
 
 A ledger written before this index existed is indexed on first start: the ``request_id``
 column of every part file (one file at a time), then the whole journal.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +51,13 @@ CREATE TABLE IF NOT EXISTS entries (
     length INTEGER,
     has_result INTEGER NOT NULL,
     part TEXT,
-    released INTEGER NOT NULL DEFAULT 0
+    released INTEGER NOT NULL DEFAULT 0,
+    ts REAL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_segment ON entries (segment) WHERE segment IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_pending ON entries (part) WHERE part IS NULL;
 CREATE INDEX IF NOT EXISTS entries_job ON entries (job_id) WHERE released = 0;
+CREATE INDEX IF NOT EXISTS entries_unreleased ON entries (ts) WHERE released = 0;
 CREATE TABLE IF NOT EXISTS parts (name TEXT PRIMARY KEY, done INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS segments (name TEXT PRIMARY KEY, read_to INTEGER NOT NULL)
     WITHOUT ROWID;
@@ -142,15 +146,17 @@ class LedgerIndex:
         offsets: dict[str, int],
     ) -> list[str]:
         """Index journal entries ``(request_id, job_id, segment, start, length, has_result)``
-        and the new read offsets of their segments, in one transaction. Returns the ids
-        that were new (a request id seen before keeps its first entry)."""
+        and the new read offsets of their segments, in one transaction (stamped with the
+        time now, for ``release_older_than``). Returns the ids that were new (a request id
+        seen before keeps its first entry)."""
         new: list[str] = []
+        ts = time.time()
         with self.transaction():
             for rid, job_id, segment, start, length, has_result in entries:
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO entries (request_id, job_id, segment, start, length,"
-                    " has_result) VALUES (?, ?, ?, ?, ?, ?)",
-                    (rid, job_id, segment, start, length, int(has_result)),
+                    " has_result, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (rid, job_id, segment, start, length, int(has_result), ts),
                 )
                 if cursor.rowcount:
                     new.append(rid)
@@ -240,6 +246,14 @@ class LedgerIndex:
         """The job is finished: none of its results will be asked for again."""
         cursor = self._db.execute(
             "UPDATE entries SET released = 1 WHERE job_id = ? AND released = 0", (job_id,)
+        )
+        return cursor.rowcount
+
+    def release_older_than(self, ts: float) -> int:
+        """Results indexed before ``ts`` (epoch seconds) are no longer kept: a job not rerun
+        by then is taken as abandoned (or finished by a version that never said)."""
+        cursor = self._db.execute(
+            "UPDATE entries SET released = 1 WHERE released = 0 AND ts < ?", (ts,)
         )
         return cursor.rowcount
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -429,18 +429,27 @@ def read_ledger(directory: str | os.PathLike[str]) -> pa.Table:
     return pa.concat_tables(tables) if tables else LEDGER_SCHEMA.empty_table()
 
 
+def part_names(directory: str | os.PathLike[str]) -> list[str]:
+    """The names of the ledger's part files now."""
+    return [path.name for path in _part_files(Path(directory))]
+
+
 def scan_ledger(
     directory: str | os.PathLike[str],
     *,
     columns: Iterable[str] | None = None,
     job_id: str | None = None,
     since: datetime | None = None,
+    skip: Collection[str] = (),
 ) -> Iterator[pa.Table]:
     """The ledger one part file at a time, only ``columns``, only rows of ``job_id`` and
-    from ``since`` on: memory stays bounded by one part file however large the ledger."""
+    from ``since`` on: memory stays bounded by one part file however large the ledger.
+    ``skip`` names part files not to read."""
     wanted = list(columns) if columns is not None else LEDGER_SCHEMA.names
     needed = sorted(set(wanted) | {name for name, v in (("job_id", job_id), ("ts", since)) if v})
     for path in _part_files(Path(directory)):
+        if path.name in skip:
+            continue
         present = set(pq.read_schema(path).names)
         table = _conform(pq.read_table(path, columns=[c for c in needed if c in present]), needed)
         if job_id is not None:

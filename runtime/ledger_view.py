@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from runtime.journal_log import JOURNAL_DIR, LEGACY_GLOB, SEGMENT_GLOB
-from runtime.ledger_store import LEDGER_SCHEMA, LedgerRecord, scan_ledger
+from runtime.ledger_store import LEDGER_SCHEMA, LedgerRecord, part_names, scan_ledger
 
 logger = logging.getLogger(__name__)
 
@@ -41,31 +41,61 @@ _TOKEN_SUMS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_toke
 def journal_records(journal_dir: str | os.PathLike[str]) -> Iterator[LedgerRecord]:
     """Every readable ledger row of the journal, oldest segment first, streamed line by line
     (results are not parsed). A torn last line (no newline) is skipped."""
-    directory = Path(journal_dir)
+    for record, _ in _journal_rows(Path(journal_dir)):
+        yield record
+
+
+def _journal_rows(directory: Path) -> Iterator[tuple[LedgerRecord, tuple[str, int] | bytes]]:
+    """Each journaled row, parsed, with where to read it again: (segment name, byte offset)
+    of its line, or for a legacy Parquet journal part its JSON text."""
     if not directory.is_dir():
         return
     for path in sorted(directory.glob(LEGACY_GLOB)):
         try:
-            for text in pq.read_table(path, columns=["record"]).column("record").to_pylist():
-                yield LedgerRecord.model_validate_json(text)
-        except (OSError, ValidationError):
-            continue  # compacted away meanwhile, or unreadable
+            texts = pq.read_table(path, columns=["record"]).column("record").to_pylist()
+        except OSError:
+            continue  # compacted away meanwhile
+        for text in texts:
+            try:
+                yield LedgerRecord.model_validate_json(text), text.encode()
+            except ValidationError:
+                continue
     for path in sorted(directory.glob(SEGMENT_GLOB)):
-        try:
-            handle = path.open("rb")
-        except FileNotFoundError:
-            continue  # compacted away since the listing: its rows are in Parquet
-        with handle:
-            for raw in handle:
-                if not raw.endswith(b"\n"):
-                    break  # a line still being written, or torn by a kill
-                record, sep, _ = raw.partition(b"\t")
-                if not sep:
-                    continue
+        record = _segment_rows(path)
+        yield from record
+
+
+def _segment_rows(path: Path) -> Iterator[tuple[LedgerRecord, tuple[str, int]]]:
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return  # compacted away since the listing: its rows are in Parquet
+    offset = 0
+    with handle:
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                return  # a line still being written, or torn by a kill
+            text, sep, _ = raw.partition(b"\t")
+            if sep:
                 try:
-                    yield LedgerRecord.model_validate_json(record)
+                    yield LedgerRecord.model_validate_json(text), (path.name, offset)
                 except ValidationError:
                     logger.warning("skipping an unreadable line of journal %s", path.name)
+            offset += len(raw)
+
+
+def _reread(directory: Path, where: tuple[str, int] | bytes) -> LedgerRecord | None:
+    """The row at ``where`` again; None if its segment has been compacted away since."""
+    if isinstance(where, bytes):
+        return LedgerRecord.model_validate_json(where)
+    name, offset = where
+    try:
+        with (directory / name).open("rb") as handle:
+            handle.seek(offset)
+            text = handle.readline().partition(b"\t")[0]
+    except FileNotFoundError:
+        return None
+    return LedgerRecord.model_validate_json(text)
 
 
 def scan_complete(
@@ -77,24 +107,46 @@ def scan_complete(
 ) -> Iterator[pa.Table]:
     """Like :func:`runtime.ledger_store.scan_ledger` (one part file at a time, only
     ``columns``, only ``job_id``, from ``since`` on), followed by the journaled rows that no
-    part file holds yet; each request id once. See the module docstring."""
+    part file holds yet; each request id once. See the module docstring.
+
+    Memory: a request id and a line position per journaled row, one part file at a time.
+    A row whose segment is compacted away while this runs was written to a part file
+    first; part files that appeared during the scan are then read for such rows.
+    """
     wanted = list(columns) if columns is not None else LEDGER_SCHEMA.names
-    pending: dict[str, LedgerRecord] = {}
-    for record in journal_records(Path(directory) / JOURNAL_DIR):
+    journal = Path(directory) / JOURNAL_DIR
+    pending: dict[str, tuple[str, int] | bytes] = {}
+    for record, where in _journal_rows(journal):  # the journal first, then the parts
         if job_id is not None and record.job_id != job_id:
             continue
         if since is not None and record.ts < since:
             continue
-        pending.setdefault(record.request_id, record)
+        pending.setdefault(record.request_id, where)
     with_id = wanted if "request_id" in wanted else [*wanted, "request_id"]
+    seen_parts = set(part_names(directory))
     for table in scan_ledger(directory, columns=with_id, job_id=job_id, since=since):
         if pending:
             for rid in table.column("request_id").to_pylist():
                 pending.pop(rid, None)
         yield table.select(wanted)
-    if pending:
-        rows = [record.to_row() for record in pending.values()]
+    rows, gone = [], set()
+    for rid, where in pending.items():
+        record = _reread(journal, where)
+        if record is None:
+            gone.add(rid)
+        else:
+            rows.append(record.to_row())
+    if rows:
         yield pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA).select(wanted)
+    if gone:  # compacted meanwhile: their part file is newer than the scan's listing
+        for table in scan_ledger(
+            directory, columns=with_id, job_id=job_id, since=since, skip=seen_parts
+        ):
+            mask = pc.is_in(table["request_id"], pa.array(sorted(gone), pa.string()))
+            found = table.filter(mask)
+            if found.num_rows:
+                gone.difference_update(found.column("request_id").to_pylist())
+                yield found.select(wanted)
 
 
 def read_complete(directory: str | os.PathLike[str], *, job_id: str | None = None) -> pa.Table:

@@ -197,3 +197,16 @@ def test_overhead_ratio_pairs_rounds_so_drift_cancels():
     assert paired_ratio(actors, in_process) == 0.5
     assert paired_ratio([100.0, 300.0], [400.0, 0.0]) == 0.25  # a zero base round is left out
     assert paired_ratio([], in_process) is None
+
+
+def test_scale_figures_give_each_process_its_ratio_slope_and_million_row_peak():
+    from bench.scale import process_figure
+
+    small = {"rows": 10_000, "ledger_actor_peak_mib": 100.0, "tree_peak_mib": 1000.0}
+    large = {"rows": 100_000, "ledger_actor_peak_mib": 109.0, "tree_peak_mib": 1100.0}
+    figure = process_figure("ledger actor", "ledger_actor_peak_mib", small, large)
+    assert figure.ratio == 1.09 and figure.passed
+    assert figure.raw["kib_per_row"] == 0.1024  # 9 MiB over 90,000 rows
+    assert figure.raw["million_rows_mib"] == 199.0  # 109 MiB + 0.1024 KiB x 900,000 rows
+    missing = process_figure("provider actor", "provider_actor_peak_mib", small, large)
+    assert missing.status == "n/a" and "provider_actor_peak_mib" in missing.reason

@@ -159,3 +159,10 @@ async def test_the_journal_stays_bounded_while_a_job_streams_through(tmp_path):
     assert peak < 3 * 20_000 + 5_000  # a few segments, not 300 rows' worth of history
     assert segments(tmp_path) == []
     assert read_ledger(tmp_path).num_rows == 300
+
+
+async def test_results_of_an_abandoned_job_go_after_their_time_to_live(tmp_path):
+    ledger = LedgerActor(tmp_path, flush_interval_s=3600, result_ttl_s=0.0)
+    provider_segment(tmp_path, ["old1", "old2"]).close()  # never released by their job
+    assert (await ledger.compact())["removed"] == 1
+    assert read_ledger(tmp_path).num_rows == 2 and await ledger.lookup(["old1"]) == {}

@@ -48,3 +48,19 @@ async def test_ledger_actor_totals_stream_the_complete_ledger(tmp_path):
     assert summary["requests"] == 1 and summary["total_cost"] == Decimal("0.5")
     assert summary["by_model"]["gpt-4.1"]["requests"] == 1
     assert (await ledger.totals())["requests"] == 2
+
+
+def test_rows_compacted_away_during_a_scan_are_found_in_their_new_part_file(tmp_path):
+    with LedgerWriter(tmp_path) as writer:
+        writer.append([ledger_row("a")])
+    log = JournalLog(tmp_path / JOURNAL_DIR)
+    log.append([JournalEntry(ledger_row(rid)).line() for rid in ("b", "c")])
+    log.close()
+    tables = scan_complete(tmp_path)
+    first = next(tables)  # the journal has been read, and the first part file
+    with LedgerWriter(tmp_path) as writer:  # meanwhile the ledger actor writes b, c ...
+        writer.append([ledger_row("b"), ledger_row("c")])
+    log.path.unlink()  # ... and compacts their segment away
+    ids = first.column("request_id").to_pylist()
+    ids += [rid for table in tables for rid in table.column("request_id").to_pylist()]
+    assert sorted(ids) == ["a", "b", "c"]
