@@ -36,6 +36,13 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 PROVIDERS = ("anthropic", "openai", "google")
 
+#: The variables holding each provider's key, first match wins (also read from ``.env``).
+API_KEY_ENV: dict[str, tuple[str, ...]] = {
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "openai": ("OPENAI_API_KEY",),
+    "google": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+}
+
 
 def parse_bool(value: str | None, default: bool = False) -> bool:
     """Read a boolean setting; raise ``ValueError`` on anything unrecognised."""
@@ -138,10 +145,11 @@ def load_settings(
     runtime = (get("LLM_RUNTIME") or "local").lower()
     if runtime not in ("local", "ray"):
         raise ValueError(f"LLM_RUNTIME must be 'local' or 'ray', not {runtime!r}")
+    keys = {p: next(filter(None, map(get, names)), None) for p, names in API_KEY_ENV.items()}
     return Settings(
-        anthropic_api_key=_secret(get("ANTHROPIC_API_KEY")),
-        openai_api_key=_secret(get("OPENAI_API_KEY")),
-        google_api_key=_secret(get("GOOGLE_API_KEY") or get("GEMINI_API_KEY")),
+        anthropic_api_key=_secret(keys["anthropic"]),
+        openai_api_key=_secret(keys["openai"]),
+        google_api_key=_secret(keys["google"]),
         anthropic_base_url=get("ANTHROPIC_BASE_URL"),
         openai_base_url=get("OPENAI_BASE_URL"),
         google_base_url=get("GOOGLE_GEMINI_BASE_URL"),
