@@ -13,7 +13,9 @@ The decisions, and why:
 * **The driver resolves the key** (:func:`resolve_driver_key`). For an account without
   ``api_key_env``: the key of the driver's :class:`~llm.config.Settings` (its environment over
   its ``.env``, see :data:`llm.config.API_KEY_ENV`). For an ``[[accounts]]`` entry with
-  ``api_key_env``: that variable in the driver's environment, then in its ``.env``. Then, for
+  ``api_key_env``: that variable in the driver's environment, then in its ``.env``. Each
+  variable may instead name a file holding the key (``<VARIABLE>_FILE``,
+  :func:`llm.config.key_from`). Then, for
   both, the ``env_vars`` of the driver's Ray job ``runtime_env`` (``ray.init(runtime_env=…)``
   sets them for the job's workers, not for the driver process itself).
 * **The key travels as an actor constructor argument, sealed** (:class:`SealedKey`). Ray keeps
@@ -49,7 +51,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llm.config import API_KEY_ENV, Settings, read_dotenv
+from llm.config import API_KEY_ENV, Settings, key_from, read_dotenv
 from llm.exceptions import ConfigurationError
 from runtime.limits_config import AccountSpec
 
@@ -136,7 +138,8 @@ def key_env_names(provider: str, api_key_env: str | None) -> tuple[str, ...]:
 
 
 def _first(env: Mapping[str, str], names: Sequence[str]) -> str | None:
-    return next((env[name] for name in names if env.get(name)), None)
+    """The first key among ``names`` (each variable, or the file its ``_FILE`` twin names)."""
+    return next(filter(None, (key_from(env, name) for name in names)), None)
 
 
 def resolve_driver_key(
@@ -212,8 +215,9 @@ def actor_key(
         return sealed.reveal(), "the driver"
     env = os.environ if environ is None else environ
     for name in env_names:
-        if env.get(name):
-            return env[name], f"the cluster's environment ({name})"
+        key = key_from(env, name)
+        if key:
+            return key, f"the cluster's environment ({name})"
     return None, None
 
 
@@ -221,7 +225,9 @@ def missing_key_message(
     provider: str, account: str, api_key_env: str | None, node: str | None = None
 ) -> str:
     """Why a provider actor has no key, naming every place looked in (never a value)."""
-    names = " / ".join(key_env_names(provider, api_key_env))
+    variables = key_env_names(provider, api_key_env)
+    names = " / ".join(variables)
+    files = " / ".join(f"{name}_FILE" for name in variables)
     if api_key_env:
         driver = f"its environment and its .env file ({names}, from [[accounts]] api_key_env)"
     else:
@@ -234,7 +240,8 @@ def missing_key_message(
         f"environment `ray start` ran in, plus the creating job's runtime_env) has no "
         f"{names} either. Set {names} where the driver runs (its environment or .env; the "
         f"key reaches the actor sealed, never in a log or the dashboard), or in the "
-        f"environment of `ray start` on the cluster's nodes. See {README_SECTION}."
+        f"environment of `ray start` on the cluster's nodes ({files} may name a file holding "
+        f"the key instead). See {README_SECTION}."
     )
 
 

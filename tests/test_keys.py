@@ -152,3 +152,22 @@ def test_settings_sent_to_actors_hold_no_key() -> None:
     fields = public_settings(settings(anthropic_api_key=KEY_A, openai_api_key=KEY_B))
     assert not any(name.endswith("_api_key") for name in fields)
     assert KEY_A not in repr(fields) and KEY_B not in repr(fields)
+
+
+def test_a_key_variable_may_name_a_file_holding_the_key(tmp_path) -> None:
+    secret = tmp_path / "anthropic.key"
+    secret.write_text(KEY_A + "\n")
+    env = {"ANTHROPIC_API_KEY_FILE": str(secret)}
+    assert load_settings(environ=env, dotenv_path=None).api_key("anthropic") == KEY_A
+    both = {**env, "ANTHROPIC_API_KEY": KEY_B}  # the variable itself wins
+    assert load_settings(environ=both, dotenv_path=None).api_key("anthropic") == KEY_B
+    team = {"ANTHROPIC_KEY_TEAM_A_FILE": str(secret)}
+    assert resolve_driver_key(TEAM, settings(), environ=team, dotenv={}, job_env={}) == KEY_A
+    assert actor_key(None, ["ANTHROPIC_API_KEY"], env)[0] == KEY_A  # the cluster's, too
+    missing = {"ANTHROPIC_API_KEY_FILE": str(tmp_path / "nope")}
+    with pytest.raises(ConfigurationError, match="ANTHROPIC_API_KEY_FILE names .*nope"):
+        load_settings(environ=missing, dotenv_path=None)
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigurationError, match="empty"):
+        load_settings(environ={"OPENAI_API_KEY_FILE": str(tmp_path / "empty")}, dotenv_path=None)
+    assert "ANTHROPIC_API_KEY_FILE" in missing_key_message("anthropic", "default", None)
