@@ -35,6 +35,9 @@ from runtime.keys import SealedKey, actor_key, key_env_names, require_key
 from runtime.ledger_store import LedgerRecord
 from runtime.limiter import AccountLimits
 
+#: The key fields of :class:`Settings`; never sent to, nor shown by, an actor.
+_KEY_FIELDS = frozenset(f"{p}_api_key" for p in PROVIDERS)
+
 
 def actor_settings(
     provider: str,
@@ -56,9 +59,6 @@ def actor_settings(
     plain, _ = require_key(provider, account, key, api_key_env, environ, node)
     fields[f"{provider}_api_key"] = plain
     return Settings(**fields)
-
-
-_KEY_FIELDS = frozenset(f"{p}_api_key" for p in PROVIDERS)
 
 
 class JournalLedgerSink:

@@ -26,7 +26,8 @@ own keys' actors. A driver without a key for an account uses the account's actor
 fingerprint, which reads the key from the cluster's environment. This works the same
 embedded, joined with ``--address``, or started by ``ray job submit`` (whose
 ``--runtime-env-json`` ``env_vars`` are in the driver's environment too, but are also shown
-on the dashboard's job page: prefer a key in the driver's environment or ``.env``).
+on the dashboard's job page: prefer ``ANTHROPIC_API_KEY_FILE``-style variables naming a file
+on the head, or the key in the head's environment).
 
 ``ledger_dir`` is made absolute on the driver; on a cluster, give a directory that exists on
 the head node (where the actors are pinned).
