@@ -9,17 +9,25 @@ from ``cluster.yaml`` the head node carries the custom resource ``llm_head`` and
 are pinned there (the ledger directory is on the head's disk); an embedded Ray has no such
 resource and the pin is left out.
 
-Actor names: ``llm-ledger``, ``llm-router``, ``llm-provider-<provider>-<account>``.
+Actor names: ``llm-ledger``; ``llm-provider-<provider>-<account>-<fingerprint>``, where the
+fingerprint is the driver's key's (:func:`runtime.keys.fingerprint`: drivers with the same key
+share the actor, drivers with different keys never do), or ``llm-provider-<provider>-<account>``
+for the actor of a driver that has no key (it reads the cluster's environment);
+``llm-router-<digest>``, one router per set of provider actors (a digest of their names), so
+that a driver's route table lists only the actors of its own keys.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from actors.ledger_actor import LedgerActor
 from actors.provider_actor import ProviderActor
 from actors.router_actor import RouterActor
+from runtime.keys import AccountKey
 from runtime.limits_config import AccountSpec
 
 LEDGER_NAME = "llm-ledger"
@@ -28,9 +36,38 @@ HEAD_RESOURCE = "llm_head"
 PROVIDER_CONCURRENCY = 1000
 
 
-def provider_actor_name(provider: str, account: str) -> str:
-    """The name of the actor of one provider account."""
-    return f"llm-provider-{provider}-{account}"
+def provider_actor_name(provider: str, account: str, fingerprint: str | None = None) -> str:
+    """The name of the actor of one provider account (and key, by its fingerprint)."""
+    base = f"llm-provider-{provider}-{account}"
+    return f"{base}-{fingerprint}" if fingerprint else base
+
+
+def provider_actor_names(
+    limits: Mapping[str, Sequence[AccountSpec]],
+    keys: Mapping[tuple[str, str], AccountKey] | None = None,
+) -> dict[str, list[str]]:
+    """The names of the actors of ``limits``' accounts with ``keys``, by provider."""
+    keys = keys or {}
+    return {
+        provider: [
+            provider_actor_name(provider, spec.name, _fingerprint(keys, provider, spec.name))
+            for spec in accounts
+        ]
+        for provider, accounts in limits.items()
+    }
+
+
+def router_name(provider_actors: Mapping[str, Sequence[str]]) -> str:
+    """The name of the router of exactly these provider actors."""
+    canonical = json.dumps({p: list(ns) for p, ns in sorted(provider_actors.items())})
+    return f"{ROUTER_NAME}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
+
+
+def _fingerprint(
+    keys: Mapping[tuple[str, str], AccountKey], provider: str, account: str
+) -> str | None:
+    found = keys.get((provider, account))
+    return found.fingerprint if found else None
 
 
 def actor_options(
@@ -77,7 +114,7 @@ def get_or_create_router(
     **kwargs: Any,
 ) -> Any:
     """The handle of the router actor (created if missing) knowing ``provider_actors``."""
-    options = actor_options(ROUTER_NAME, namespace)
+    options = actor_options(router_name(provider_actors), namespace)
     names = {p: list(ns) for p, ns in provider_actors.items()}
     return (
         _remote(RouterActor)
@@ -94,16 +131,22 @@ def get_or_create_provider_actors(
     retry: Mapping[str, Any] | None = None,
     ledger_name: str | None = LEDGER_NAME,
     journal_commit_s: float = 0.0,
+    keys: Mapping[tuple[str, str], AccountKey] | None = None,
 ) -> dict[str, list[Any]]:
     """One actor per provider account of ``limits`` (from ``load_limits``), by provider.
 
-    ``settings_fields`` must hold no secret (see :func:`runtime.runtime.public_settings`).
+    ``settings_fields`` must hold no secret (see :func:`runtime.runtime.public_settings`);
+    ``keys`` (from :func:`runtime.keys.account_keys`) are the driver's sealed keys by
+    ``(provider, account)``: each goes to its account's actor, whose name has its fingerprint.
     """
     cls = _remote(ProviderActor)
+    keys = keys or {}
     handles: dict[str, list[Any]] = {}
+    names = provider_actor_names(limits, keys)
     for provider, accounts in limits.items():
-        for spec in accounts:
-            options = actor_options(provider_actor_name(provider, spec.name), namespace)
+        for spec, name in zip(accounts, names[provider], strict=True):
+            key = keys.get((provider, spec.name))
+            options = actor_options(name, namespace)
             handle = cls.options(**options).remote(
                 provider,
                 spec.name,
@@ -114,6 +157,7 @@ def get_or_create_provider_actors(
                 ledger_name,
                 namespace,
                 journal_commit_s,
+                key=key.sealed if key else None,
             )
             handles.setdefault(provider, []).append(handle)
     return handles

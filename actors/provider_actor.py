@@ -6,15 +6,15 @@ traffic. Values crossing the actor boundary are the small pydantic models
 (:class:`ProviderRequest`, :class:`CallContext`, :class:`Executed`, ``EngineStats``) and
 text chunks; never SDK objects.
 
-Where the API key comes from. The key is never an argument of the actor (arguments are
-stored in Ray's GCS and shown on the dashboard). The actor reads it from its own process
-environment: the variable ``api_key_env`` names (an ``[[accounts]]`` entry of the limits
-file), else the provider's usual variable (``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY``,
-``GOOGLE_API_KEY`` / ``GEMINI_API_KEY``). Embedded Ray workers inherit the driver's
-environment; on a cluster the keys travel in the job's runtime environment (see
-:mod:`runtime.runtime`). The one exception is the emulator: its key is not a secret, so
-when the driver points a provider at a local emulator, :mod:`runtime.runtime` puts that key
-in ``settings_fields`` (``<provider>_api_key``), and it then wins over the environment.
+Where the API key comes from (the whole design is in :mod:`runtime.keys`). The driver that
+creates the actor passes its key for the account sealed (:class:`~runtime.keys.SealedKey`) as
+a constructor argument: Ray keeps it for restarts and shows it nowhere, and no repr, log or
+pickle holds its text. The actor's name carries the key's fingerprint, so drivers with other
+keys never reach it. An actor created without a key (its name has no fingerprint) reads the
+key from its own process environment: the variable ``api_key_env`` names (an
+``[[accounts]]`` entry of the limits file), else the provider's usual variables
+(:data:`llm.config.API_KEY_ENV`), i.e. the cluster's environment. With neither, each call
+fails with a :class:`~llm.exceptions.ConfigurationError` saying where the key was looked for.
 
 This class is plain Python; :mod:`actors.factory` turns it into a Ray actor.
 """
@@ -26,20 +26,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from llm.config import Settings
+from llm.config import PROVIDERS, Settings
 from llm.executor import CallContext, Executed
 from llm.providers.base import ProviderRequest
 from llm.retry import RetryConfig
 from runtime.journal_log import JOURNAL_DIR, GroupCommit, JournalEntry, JournalLog
+from runtime.keys import SealedKey, actor_key, key_env_names, require_key
 from runtime.ledger_store import LedgerRecord
 from runtime.limiter import AccountLimits
 
-#: The provider's usual key variables, first match wins.
-DEFAULT_KEY_ENV: dict[str, tuple[str, ...]] = {
-    "anthropic": ("ANTHROPIC_API_KEY",),
-    "openai": ("OPENAI_API_KEY",),
-    "google": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
-}
+#: The key fields of :class:`Settings`; never sent to, nor shown by, an actor.
+_KEY_FIELDS = frozenset(f"{p}_api_key" for p in PROVIDERS)
 
 
 def actor_settings(
@@ -47,19 +44,20 @@ def actor_settings(
     settings_fields: dict[str, Any],
     api_key_env: str | None,
     environ: dict[str, str] | None = None,
+    *,
+    key: SealedKey | None = None,
+    account: str = "default",
+    node: str | None = None,
 ) -> Settings:
-    """Settings for one provider actor: the driver's non-secret fields plus the key.
+    """Settings for one provider actor: the driver's non-secret fields plus the account's key.
 
-    A ``<provider>_api_key`` in ``settings_fields`` (the emulator's) wins; otherwise the key is
-    read from ``environ`` (default: this process's environment).
+    The key is the driver's sealed ``key``, else read from ``environ`` (default: this process's
+    environment); with neither, :class:`~llm.exceptions.ConfigurationError` says where it was
+    looked for. Any key field in ``settings_fields`` is ignored.
     """
-    env = os.environ if environ is None else environ
-    fields = dict(settings_fields)
-    key_field = f"{provider}_api_key"
-    if not fields.get(key_field):
-        names = (api_key_env,) if api_key_env else DEFAULT_KEY_ENV.get(provider, ())
-        key = next((env[name] for name in names if env.get(name)), None)
-        fields[key_field] = key
+    fields = {k: v for k, v in settings_fields.items() if k not in _KEY_FIELDS}
+    plain, _ = require_key(provider, account, key, api_key_env, environ, node)
+    fields[f"{provider}_api_key"] = plain
     return Settings(**fields)
 
 
@@ -121,11 +119,13 @@ class ProviderActor:
         ledger_name: str | None = None,
         namespace: str = "llm",
         journal_commit_s: float = 0.0,
+        key: SealedKey | None = None,
     ) -> None:
         self.provider = provider
         self.account = account
         self._settings_fields = dict(settings_fields)
         self._api_key_env = api_key_env
+        self._key = key
         self._limits = AccountLimits(**limits) if limits else None
         self._retry = RetryConfig(**retry) if retry else None
         self._ledger: JournalLedgerSink | None = None
@@ -141,7 +141,14 @@ class ProviderActor:
         if self._engine is None:
             from runtime.engine import ProviderEngine
 
-            settings = actor_settings(self.provider, self._settings_fields, self._api_key_env)
+            settings = actor_settings(
+                self.provider,
+                self._settings_fields,
+                self._api_key_env,
+                key=self._key,
+                account=self.account,
+                node=_node_id(),
+            )
             self._engine = ProviderEngine(
                 self.provider,
                 settings,
@@ -174,13 +181,16 @@ class ProviderActor:
         """Provider, account, process id and the non-secret configuration (never the key)."""
         import ray
 
-        public = {k: v for k, v in self._settings_fields.items() if not k.endswith("_api_key")}
+        public = {k: v for k, v in self._settings_fields.items() if k not in _KEY_FIELDS}
+        names = key_env_names(self.provider, self._api_key_env)
+        _, source = actor_key(self._key, names)
         return {
             "provider": self.provider,
             "account": self.account,
             "pid": os.getpid(),
             "node_id": ray.get_runtime_context().get_node_id(),
             "settings": public,
+            "key_source": source,  # "the driver", "the cluster's environment (VAR)" or None
         }
 
     async def journal_pending(self) -> int:
@@ -194,3 +204,13 @@ class ProviderActor:
             await engine.aclose()
         if self._ledger is not None:
             await self._ledger.aclose()
+
+
+def _node_id() -> str | None:
+    """This process's Ray node id (for error texts), or None outside Ray."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # only used to make an error text more precise
+        return None

@@ -8,7 +8,8 @@ Reads JSONL or Parquet rows (:mod:`jobs.batch_input`), sends them through
 :class:`~llm.service.LLMService` on the Ray runtime (``--address``: a cluster to join;
 default: Ray embedded in this process; ``--runtime local`` runs calls in process instead)
 and writes a resumable Parquet dataset (:mod:`jobs.batch_output`). ``--offline`` (the
-default when no provider key is set) starts the built-in emulator and points every
+default when no provider key is set and no cluster is joined: a driver joining one without
+a key uses the keys of the cluster's environment, see :mod:`runtime.keys`) starts the built-in emulator and points every
 provider at it; it is reachable only from this machine. ``--dry-run`` estimates tokens and
 cost without calling anything (:mod:`jobs.batch_dryrun`). The engine is
 :func:`jobs.batch_core.run_batch`; this module only wires it.
@@ -180,7 +181,8 @@ def _has_provider_key(settings: Settings) -> bool:
 def connect(args: argparse.Namespace, settings: Settings) -> Wiring:
     """Start the emulator (offline) and the runtime; the executor calls run on."""
     wiring = Wiring(settings)
-    if args.offline or not _has_provider_key(settings):
+    joining = bool(args.address or settings.ray_address) and args.runtime == "ray"
+    if args.offline or not (_has_provider_key(settings) or joining):
         from llm.emulator.server import EmulatorConfig, settings_for, start_in_thread
 
         wiring.emulator = start_in_thread(EmulatorConfig())

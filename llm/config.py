@@ -1,13 +1,17 @@
 """Settings from the environment and an optional ``.env`` file.
 
 Environment variables win over the ``.env`` file. API keys are held as
-:class:`pydantic.SecretStr`: they never appear in a repr, a log line or an error text.
+:class:`pydantic.SecretStr`: they never appear in a repr, a log line or an error text. A key
+variable may instead name a file holding the key, ``<VARIABLE>_FILE`` (the convention of
+Docker and Kubernetes secrets): a job can then say where its key is (e.g. in a ``ray job
+submit`` runtime environment, which the Ray dashboard shows) without saying what it is.
 
 | variable | meaning | default |
 |---|---|---|
 | ``ANTHROPIC_API_KEY`` | Anthropic key | none |
 | ``OPENAI_API_KEY`` | OpenAI key | none |
 | ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY`` | Gemini key | none |
+| ``<KEY VARIABLE>_FILE`` | a file holding that key (e.g. ``ANTHROPIC_API_KEY_FILE``) | none |
 | ``ANTHROPIC_BASE_URL`` | Anthropic base URL (no ``/v1``) | the real API |
 | ``OPENAI_BASE_URL`` | OpenAI base URL, ending in ``/v1`` | the real API |
 | ``GOOGLE_GEMINI_BASE_URL`` | Gemini base URL (no version) | the real API |
@@ -31,10 +35,19 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from llm.exceptions import ConfigurationError
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 PROVIDERS = ("anthropic", "openai", "google")
+
+#: The variables holding each provider's key, first match wins (also read from ``.env``).
+API_KEY_ENV: dict[str, tuple[str, ...]] = {
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "openai": ("OPENAI_API_KEY",),
+    "google": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+}
 
 
 def parse_bool(value: str | None, default: bool = False) -> bool:
@@ -47,6 +60,25 @@ def parse_bool(value: str | None, default: bool = False) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError(f"not a boolean setting: {value!r}")
+
+
+def key_from(env: Mapping[str, str], name: str) -> str | None:
+    """The key in variable ``name`` of ``env``, else in the file ``<name>_FILE`` names."""
+    if env.get(name):
+        return env[name]
+    path = env.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        problem = exc.strerror or type(exc).__name__
+        raise ConfigurationError(
+            f"{name}_FILE names {path}, which cannot be read: {problem}"
+        ) from None
+    if not key:
+        raise ConfigurationError(f"{name}_FILE names {path}, which is empty")
+    return key
 
 
 def read_dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -138,10 +170,15 @@ def load_settings(
     runtime = (get("LLM_RUNTIME") or "local").lower()
     if runtime not in ("local", "ray"):
         raise ValueError(f"LLM_RUNTIME must be 'local' or 'ray', not {runtime!r}")
+    present = {k: v for k, v in merged.items() if v}
+    keys = {
+        provider: next(filter(None, (key_from(present, name) for name in names)), None)
+        for provider, names in API_KEY_ENV.items()
+    }
     return Settings(
-        anthropic_api_key=_secret(get("ANTHROPIC_API_KEY")),
-        openai_api_key=_secret(get("OPENAI_API_KEY")),
-        google_api_key=_secret(get("GOOGLE_API_KEY") or get("GEMINI_API_KEY")),
+        anthropic_api_key=_secret(keys["anthropic"]),
+        openai_api_key=_secret(keys["openai"]),
+        google_api_key=_secret(keys["google"]),
         anthropic_base_url=get("ANTHROPIC_BASE_URL"),
         openai_base_url=get("OPENAI_BASE_URL"),
         google_base_url=get("GOOGLE_GEMINI_BASE_URL"),

@@ -15,22 +15,19 @@ the same actors: one per provider account (from :func:`runtime.limits_config.loa
 one router and one ledger. The first driver creates them with its settings and limits; later
 drivers reuse them as they are (kill them, ``shutdown(kill_actors=True)``, to reconfigure).
 
-API keys never travel as actor arguments (those are stored in Ray's GCS and shown on the
-dashboard); only the non-secret settings do (:func:`public_settings`). The actors read their
-keys from their own environment:
-
-* embedded Ray: the worker processes inherit the driver's environment as it is at
-  ``ray.init`` time. Before starting Ray embedded, :meth:`Runtime.start` exports into its own
-  environment any provider key that came from ``.env`` or ``Settings`` only;
-* a cluster: start the job with the keys in its runtime environment, e.g.
-  ``RAY_AUTH_MODE=token ray job submit --address http://HEAD:8265 --working-dir .
-  --runtime-env-json '{"env_vars": {"ANTHROPIC_API_KEY": "…"}}' -- python -m jobs.demo``,
-  or start the nodes with the keys in their environment.
-
-The exception is a local emulator, whose key is no secret: for a provider whose base URL is
-a loopback address and whose key is the emulator's default (``emulator-key``) or whose
-settings say ``offline``, the key is passed in the settings (see
-:mod:`actors.provider_actor`).
+API keys (the design is in :mod:`runtime.keys`): this driver resolves each account's key
+from its own settings (environment over ``.env``), an account's ``api_key_env`` variable, or
+its Ray job's ``runtime_env``, and hands it to the account's provider actor sealed, as a
+constructor argument (shown on no dashboard, log or repr; :func:`public_settings` are the
+only other fields sent, and hold no key). The actor's name carries a fingerprint of the key,
+so drivers with the same key share an actor and its rate limiter and drivers with different
+keys never do; the router is per set of provider actors, so a driver's routes list only its
+own keys' actors. A driver without a key for an account uses the account's actor without a
+fingerprint, which reads the key from the cluster's environment. This works the same
+embedded, joined with ``--address``, or started by ``ray job submit`` (whose
+``--runtime-env-json`` ``env_vars`` are in the driver's environment too, but are also shown
+on the dashboard's job page: prefer ``ANTHROPIC_API_KEY_FILE``-style variables naming a file
+on the head, or the key in the head's environment).
 
 ``ledger_dir`` is made absolute on the driver; on a cluster, give a directory that exists on
 the head node (where the actors are pinned).
@@ -43,56 +40,25 @@ import os
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from llm.config import PROVIDERS, Settings, load_settings, read_dotenv
 from llm.retry import RetryConfig
 from runtime import exit_flush
+from runtime.keys import account_keys
 from runtime.limits_config import AccountSpec, load_limits
 from runtime.routing import parse_fallbacks
 
 logger = logging.getLogger("llm.runtime")
 
-EMULATOR_KEY = "emulator-key"
 _DRIFT_FIELDS = ("anthropic_base_url", "openai_base_url", "google_base_url", "ledger_dir")
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _SECRET_FIELDS = tuple(f"{p}_api_key" for p in PROVIDERS)
-_KEY_ENV = {
-    "anthropic": "ANTHROPIC_API_KEY",
-    "openai": "OPENAI_API_KEY",
-    "google": "GOOGLE_API_KEY",
-}
 
 
 def public_settings(settings: Settings) -> dict[str, Any]:
-    """The fields of ``settings`` that may be sent to actors: no key, except an emulator's."""
+    """The fields of ``settings`` that may be sent to actors: every field but the keys."""
     fields = settings.model_dump(exclude=set(_SECRET_FIELDS))
     fields["ledger_dir"] = str(Path(settings.ledger_dir).resolve())
-    for provider in PROVIDERS:
-        key = settings.api_key(provider)
-        if key and _is_emulator_key(settings, provider, key):
-            fields[f"{provider}_api_key"] = key
     return fields
-
-
-def _is_emulator_key(settings: Settings, provider: str, key: str) -> bool:
-    host = urlparse(settings.base_url(provider) or "").hostname
-    return host in _LOOPBACK and (key == EMULATOR_KEY or settings.offline)
-
-
-def export_keys(settings: Settings, environ: dict[str, str] | os._Environ[str]) -> list[str]:
-    """Put keys known only to ``settings`` into ``environ`` (for embedded workers); return names."""
-    exported = []
-    for provider, name in _KEY_ENV.items():
-        key = settings.api_key(provider)
-        if (
-            key
-            and not environ.get(name)
-            and not (provider == "google" and environ.get("GEMINI_API_KEY"))
-        ):
-            environ[name] = key
-            exported.append(name)
-    return exported
 
 
 def _setting(name: str) -> str | None:
@@ -139,7 +105,6 @@ class Runtime:
             if self.address:
                 ray.init(address=self.address, namespace=self.namespace)
             else:
-                export_keys(self.settings, os.environ)
                 ray.init(
                     address="local",  # never join some other cluster running on this machine
                     num_cpus=self.num_cpus,
@@ -156,17 +121,16 @@ class Runtime:
 
         fields = public_settings(self.settings)
         limits = self.limits if self.limits is not None else load_limits(self.settings)
+        keys = account_keys(self.settings, limits)
         self._ledger = factory.get_or_create_ledger(fields["ledger_dir"], namespace=self.namespace)
         self._providers = factory.get_or_create_provider_actors(
             fields,
             limits,
             namespace=self.namespace,
             retry=self.retry_config.model_dump() if self.retry_config else None,
+            keys=keys,
         )
-        names = {
-            provider: [factory.provider_actor_name(provider, spec.name) for spec in accounts]
-            for provider, accounts in limits.items()
-        }
+        names = factory.provider_actor_names(limits, keys)
         self._router = factory.get_or_create_router(
             names, namespace=self.namespace, fallbacks=self.fallbacks
         )

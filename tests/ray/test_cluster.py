@@ -8,6 +8,10 @@ processes. Each driver joins the cluster with its own :class:`~runtime.runtime.R
 sends ``CALLS`` requests at once. Together they send more than the emulator's minute allows,
 so only a limiter shared by both drivers (one provider actor) keeps the emulator from
 answering 429.
+
+The key is where a user joining with ``--address`` has it: in each driver's own environment
+(``ANTHROPIC_API_KEY``), not in the cluster's, and the emulator accepts only that key. The
+drivers' key reaches the one shared actor (runtime/keys.py).
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ import pytest
 RPM = 60
 CALLS = 35  # per driver; 2 x 35 = 70 > RPM, so ten calls must wait for the shared bucket
 ENV = {"LLM_LIMITS_ANTHROPIC_RPM": str(RPM), "RAY_AUTH_MODE": "disabled"}
+DRIVER_KEY = "sk-ant-only-in-the-drivers-environment-0042"
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_two_drivers_share_the_provider_actor_and_its_rate_limit():
-    env = {**os.environ, **ENV}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, **ENV, "PYTHONPATH": root}  # this checkout's code, in every process
     done = subprocess.run(
         [sys.executable, __file__, "cluster"],
         env=env,
@@ -43,6 +49,9 @@ def test_two_drivers_share_the_provider_actor_and_its_rate_limit():
     first, second = report["drivers"]
     assert first["ok"] == second["ok"] == CALLS
     assert first["actor"]["pid"] == second["actor"]["pid"]  # one actor served both drivers
+    assert first["actor"]["key_source"] == "the driver"  # the cluster has no key
+    anthropic = [n for n in second["names"] if n.startswith("llm-provider-anthropic-")]
+    assert len(anthropic) == 1 and DRIVER_KEY not in done.stdout + done.stderr
     assert first["actor"]["node_id"] == report["head_node_id"]  # pinned by llm_head
     assert report["ledger_rows"] == 2 * CALLS
     assert report["emulator_429"] <= 2  # without a shared limiter it would be about ten
@@ -56,7 +65,8 @@ def run_cluster() -> dict:
 
     from llm.emulator.server import EmulatorConfig, start_in_thread
 
-    emulator = start_in_thread(EmulatorConfig(rpm=RPM))
+    emulator = start_in_thread(EmulatorConfig(rpm=RPM, api_key=DRIVER_KEY))
+    assert not any(name.endswith("_API_KEY") for name in os.environ)  # none in the cluster
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "resources": {"llm_head": 1}, "include_dashboard": False},
@@ -72,6 +82,7 @@ def run_cluster() -> dict:
         drivers = [
             subprocess.Popen(
                 [sys.executable, __file__, "driver", *args, str(n)],
+                env={**os.environ, "ANTHROPIC_API_KEY": DRIVER_KEY},
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -94,12 +105,14 @@ def run_cluster() -> dict:
 
 
 async def run_driver(address: str, base_url: str, ledger_dir: str, namespace: str, n: str) -> dict:
-    from llm.emulator.server import settings_for
+    from llm.config import load_settings
     from llm.retry import RetryConfig
     from llm.service import LLMService
     from runtime.runtime import Runtime
 
-    settings = settings_for(base_url).with_overrides(ledger_dir=ledger_dir)
+    settings = load_settings(dotenv_path=None).with_overrides(  # the key: from the environment
+        anthropic_base_url=base_url.rstrip("/"), ledger_dir=ledger_dir
+    )
     retry = RetryConfig(initial_delay=0.05, max_delay=0.5, jitter=False)
     runtime = Runtime(address, namespace=namespace, settings=settings, retry_config=retry).start()
     service = LLMService(settings=settings, executor=runtime.executor())
@@ -115,9 +128,13 @@ async def run_driver(address: str, base_url: str, ledger_dir: str, namespace: st
     )
     (actor,) = runtime.provider_actors()["anthropic"]
     described = await actor.describe.remote()
+    import ray
+
+    named = ray.util.list_named_actors(all_namespaces=True)
+    names = sorted(a["name"] for a in named if a["namespace"] == namespace)
     await service.aclose()
     runtime.shutdown()
-    return {"ok": sum(1 for a in answers if a.text), "actor": described}
+    return {"ok": sum(1 for a in answers if a.text), "actor": described, "names": names}
 
 
 if __name__ == "__main__":

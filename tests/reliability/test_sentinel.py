@@ -8,18 +8,26 @@
   HTTP client logs included): successes, a stream, and errors of several kinds; the
   ``str``/``repr``/pickle/traceback of each error and the reprs of settings, service,
   executor, adapters and responses.
+* The same calls through shared provider actors on the test run's Ray session, the key
+  given to the driver only: no actor name, no field of Ray's actor and job tables (what the
+  dashboard and ``ray list actors --detail`` show), no answer, error, actor description or
+  route table, and no file of the session's logs holds the key.
 * Prompt and response text reach the logs only when LLM_LOG_PROMPTS / LLM_LOG_RESPONSES
   say so.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import traceback
+import uuid
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from rel_support import SENTINEL, FaultedRun, files_under, leaks
 
 from llm.config import load_settings
@@ -155,3 +163,47 @@ async def test_prompts_and_answers_are_logged_only_when_asked(emulator_factory, 
     )
     assert PROMPT_MARK in loud and answer in loud
     assert SENTINEL not in quiet + loud
+
+
+@pytest.mark.ray
+async def test_a_drivers_key_shows_in_no_actor_name_ray_table_or_ray_log(
+    ray_session, emulator_factory, tmp_path
+) -> None:
+    from runtime.runtime import Runtime
+
+    ray = ray_session
+    emulator = emulator_factory(api_key=SENTINEL)  # only the sentinel is accepted
+    ledger = tmp_path / "ledger"
+    settings = settings_for(emulator.base_url, SENTINEL).with_overrides(ledger_dir=str(ledger))
+    namespace = f"llm-sentinel-{uuid.uuid4().hex[:8]}"
+    runtime = Runtime(settings=settings, namespace=namespace, retry_config=FAST_RETRY).start()
+    try:
+        service = LLMService(settings=settings, executor=runtime.executor())
+        try:
+            texts, kinds = await _calls(service)  # answers: the key reached every actor
+        finally:
+            await service.aclose()
+        handles = runtime.provider_handles()
+        texts += [
+            json.dumps(d, default=str) for d in ray.get([h.describe.remote() for h in handles])
+        ]
+        texts += [repr(s) for s in runtime.provider_stats()]
+        texts.append(repr(ray.get(runtime.router().routes.remote())))
+        texts += [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+        # The GCS's actor and job tables: every field the dashboard and the state API show
+        # (names, runtime envs, repr names, call sites, death causes, entrypoints).
+        from ray._private import state
+
+        texts.append(json.dumps(state.actors(), default=str))
+        texts.append(json.dumps(state.jobs(), default=str))
+        runtime.shutdown()  # commits the ledger
+    finally:
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if actor["namespace"] == namespace:
+                ray.kill(ray.get_actor(actor["name"], namespace=namespace), no_restart=True)
+    assert len(kinds) == 7, kinds
+    assert sum("llm-provider-" in text for text in texts) >= 3, "actor names were searched"
+    assert [text for text in texts if SENTINEL in text] == []
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    assert any(p.name.startswith("worker-") for p in files_under(logs)), "Ray logs searched"
+    assert leaks(SENTINEL, logs, ledger) == []
