@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from llm.executor import Executed
 from runtime.journal_log import JOURNAL_DIR, GroupCommit, JournalEntry, JournalLog, JournalTail
 from runtime.ledger_store import LedgerRecord, LedgerWriter, read_ledger
+from runtime.metrics import get_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,10 @@ class LedgerActor:
                 await self.catch_up()
             except Exception as error:  # e.g. a disk hiccup: tried again next round
                 logger.warning("reading the ledger journal failed (%s)", type(error).__name__)
+            writer = self._writer
+            get_metrics().ledger_state(
+                pending_rows=writer.pending_count, lag_s=writer.pending_age_s
+            )
 
     def _heal_from_journal(self) -> None:
         entries = self._tail.read_new()
@@ -183,6 +188,7 @@ class LedgerActor:
         try:
             await asyncio.to_thread(self._writer.write_batch, batch)
             written = True
+            get_metrics().ledger_written(len(batch))
         except Exception as error:  # the rows stay pending (and journaled): retried later
             logger.warning("ledger part write failed (%s); will retry", type(error).__name__)
         finally:
