@@ -174,13 +174,19 @@ class PrometheusBackend:
                 spec.name, spec.help, spec.labels, registry=self.registry, **extra
             )
 
+        self._children: dict[tuple[str, ...], tuple[Kind, Any]] = {}
+
     def record(self, name: str, value: float, labels: Mapping[str, str]) -> None:
         """Apply ``value`` to the named metric."""
         spec = METRICS[name]
-        metric = self._metrics[name]
-        if spec.labels:
-            metric = metric.labels(**{key: labels[key] for key in spec.labels})
-        _apply(spec.kind, metric, value)
+        values = tuple(labels[key] for key in spec.labels)
+        key = (name, *values)
+        child = self._children.get(key)
+        if child is None:  # ``labels()`` validates and locks: look each series up once
+            metric = self._metrics[name]
+            child = (spec.kind, metric.labels(*values) if spec.labels else metric)
+            self._children[key] = child
+        _apply(child[0], child[1], value)
 
 
 class RayBackend:
@@ -302,6 +308,12 @@ class Metrics:
         labels = {"provider": provider, "account": account}
         self.backend.record("llm_limiter_wait_seconds", max(seconds, 0.0), labels)
 
+    def in_flight(self, provider: str, account: str, *, in_flight: int, waiting: int) -> None:
+        """Calls in progress and calls waiting for the limiter of one engine."""
+        labels = {"provider": provider, "account": account}
+        self.backend.record("llm_in_flight", in_flight, labels)
+        self.backend.record("llm_limiter_waiting", waiting, labels)
+
     def engine_state(
         self,
         provider: str,
@@ -317,8 +329,7 @@ class Metrics:
         """Gauges of one engine: load, health and its rate-limit buckets."""
         labels = {"provider": provider, "account": account}
         record = self.backend.record
-        record("llm_in_flight", in_flight, labels)
-        record("llm_limiter_waiting", waiting, labels)
+        self.in_flight(provider, account, in_flight=in_flight, waiting=waiting)
         record("llm_headroom", headroom, labels)
         record("llm_breaker_state", BREAKER_VALUES.get(breaker_state, -1.0), labels)
         for bucket, level in (levels or {}).items():

@@ -15,6 +15,7 @@ knows only the request and context, can add its event to the right span.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from llm.config import Settings
@@ -25,6 +26,9 @@ from runtime.metrics import Metrics, get_metrics
 from runtime.tracing import CallSpan, start_call_span
 
 logger = logging.getLogger("llm")
+
+#: Seconds between refreshes of the bucket, headroom and breaker gauges at call ends.
+GAUGE_INTERVAL_S = 1.0
 
 
 class EngineTelemetry:
@@ -46,6 +50,7 @@ class EngineTelemetry:
         self.settings = settings
         self._metrics = metrics
         self._spans: dict[str, CallSpan] = {}
+        self._gauges_at = float("-inf")
 
     @property
     def metrics(self) -> Metrics:
@@ -152,7 +157,7 @@ class EngineTelemetry:
             span.fail(_Cancelled())
             self.metrics.call_cancelled(self.provider, self.account, span.model)
         if engine is not None:
-            self.engine_state(engine)
+            self.engine_state(engine, force=False)
 
     def replayed(self, request: ProviderRequest, ctx: CallContext) -> None:
         """A batch call answered from the ledger's journal (nothing sent, nothing billed)."""
@@ -160,10 +165,25 @@ class EngineTelemetry:
 
     # --- gauges -------------------------------------------------------------------------
 
-    def engine_state(self, engine: Any) -> None:
-        """Refresh the engine's gauges: in flight, limiter, buckets, breaker."""
+    def engine_state(self, engine: Any, *, force: bool = True) -> None:
+        """Refresh the engine's gauges: in flight, limiter, buckets, breaker.
+
+        Without ``force`` the buckets, headroom and breaker are refreshed at most every
+        :data:`GAUGE_INTERVAL_S` (a scrape every few seconds needs no more); calls in flight
+        always.
+        """
         try:
             limiter = engine.limiter
+            now = time.monotonic()
+            if not force and now - self._gauges_at < GAUGE_INTERVAL_S:
+                self.metrics.in_flight(
+                    self.provider,
+                    self.account,
+                    in_flight=engine.in_flight,
+                    waiting=limiter.waiting if limiter is not None else 0,
+                )
+                return
+            self._gauges_at = now
             self.metrics.engine_state(
                 self.provider,
                 self.account,
