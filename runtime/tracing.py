@@ -23,6 +23,13 @@ the call to its end, covering every attempt:
 * each retry is an event ``gen_ai.retry`` with ``llm.attempt``, ``error.type`` and
   ``llm.retry_delay_s``.
 
+Across Ray. The span is made where the call runs: in process, a child of the caller's current
+span; in a provider actor, a child of the driver's span that was current when the call was
+sent, because :class:`~runtime.executor.RayExecutor` puts the W3C trace context into
+``CallContext.metadata["otel"]`` (:func:`with_trace_context`) and the actor resumes it. The
+actors' worker processes record spans only if an SDK is set up there too (for example by a
+``worker_process_setup_hook`` in the job's runtime environment).
+
 Text is never recorded unless the settings allow it: ``gen_ai.input.messages`` and
 ``gen_ai.system_instructions`` only with ``LLM_LOG_PROMPTS``, ``gen_ai.output.messages``
 only with ``LLM_LOG_RESPONSES``. Nothing here reads an API key.
@@ -39,6 +46,9 @@ from llm.providers.base import ProviderRequest
 from llm.types import MessageRole
 
 TRACER_NAME = "llm-layer"
+
+#: ``CallContext.metadata`` key of the caller's W3C trace context.
+TRACE_CONTEXT_KEY = "otel"
 
 #: Our provider names → ``gen_ai.provider.name`` values.
 PROVIDER_NAMES = {"anthropic": "anthropic", "openai": "openai", "google": "gcp.gemini"}
@@ -152,7 +162,15 @@ def start_call_span(
     from opentelemetry.trace import SpanKind
 
     model = request.model.api_id
-    span = _tracer(tracer_provider).start_span(f"chat {model}", kind=SpanKind.CLIENT)
+    parent = None
+    carrier = ctx.metadata.get(TRACE_CONTEXT_KEY)
+    if isinstance(carrier, dict) and carrier:
+        from opentelemetry import propagate
+
+        parent = propagate.extract(carrier)
+    span = _tracer(tracer_provider).start_span(
+        f"chat {model}", context=parent, kind=SpanKind.CLIENT
+    )
     if span.is_recording():
         system = PROVIDER_NAMES.get(provider, provider)
         attributes: dict[str, Any] = {
@@ -178,6 +196,19 @@ def start_call_span(
                 attributes["gen_ai.system_instructions"] = system_text
         span.set_attributes(attributes)
     return CallSpan(span, request.model.name)
+
+
+def with_trace_context(ctx: CallContext) -> CallContext:
+    """``ctx`` carrying the current span's trace context (unchanged when there is none)."""
+    from opentelemetry import propagate, trace
+
+    if not trace.get_current_span().get_span_context().is_valid:
+        return ctx
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    if not carrier:
+        return ctx
+    return ctx.model_copy(update={"metadata": {**ctx.metadata, TRACE_CONTEXT_KEY: carrier}})
 
 
 def _input_messages(request: ProviderRequest) -> tuple[str, str]:

@@ -326,3 +326,21 @@ async def test_no_sdk_no_spans():
     engine = _engine(metrics=Metrics(PrometheusBackend()))
     await engine.execute(_request(), CallContext(request_id="r-nosdk"))
     assert not engine.telemetry._spans
+
+
+async def test_a_call_sent_elsewhere_continues_the_callers_trace():
+    """RayExecutor puts the caller's trace context in the call's metadata; the engine resumes it."""
+    from runtime.tracing import TRACE_CONTEXT_KEY, with_trace_context
+
+    provider, exporter = _tracing()
+    ctx = CallContext(request_id="r-remote")
+    assert with_trace_context(ctx) is ctx  # no current span: nothing added
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("driver job") as parent:
+        sent = with_trace_context(ctx)
+    assert "traceparent" in sent.metadata[TRACE_CONTEXT_KEY]
+    engine = _engine(metrics=Metrics(PrometheusBackend()), tracer_provider=provider)
+    await engine.execute(_request(), sent)  # outside the parent's context, as in an actor
+    call_span = next(s for s in exporter.get_finished_spans() if s.name.startswith("chat"))
+    assert call_span.context.trace_id == parent.get_span_context().trace_id
+    assert call_span.parent.span_id == parent.get_span_context().span_id
