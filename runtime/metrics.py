@@ -411,6 +411,14 @@ def prometheus_text() -> str:
     return generate_latest(registry()).decode()
 
 
+def prometheus_text_of(metrics: Metrics) -> str:
+    """The text exposition of ``metrics`` if it records in process ("" otherwise)."""
+    from prometheus_client import generate_latest
+
+    backend = metrics.backend
+    return generate_latest(backend.registry).decode() if hasattr(backend, "registry") else ""
+
+
 def serve_http(port: int = 9464, addr: str = "127.0.0.1") -> Any:
     """Serve the in-process metrics at ``http://addr:port/metrics`` (a daemon thread).
 

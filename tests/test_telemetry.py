@@ -344,3 +344,76 @@ async def test_a_call_sent_elsewhere_continues_the_callers_trace():
     call_span = next(s for s in exporter.get_finished_spans() if s.name.startswith("chat"))
     assert call_span.context.trace_id == parent.get_span_context().trace_id
     assert call_span.parent.span_id == parent.get_span_context().span_id
+
+
+LONG_SYSTEM = "Policy clause number seven applies. " * 300  # over the minimum cacheable prefix
+
+
+async def test_cache_gate_roles_are_counted():
+    backend = PrometheusBackend()
+    engine = _engine(metrics=Metrics(backend))
+    request = ProviderRequest(
+        model=SONNET,
+        messages=(
+            Message(role=MessageRole.SYSTEM, content=LONG_SYSTEM),
+            Message(role=MessageRole.USER, content="question"),
+        ),
+        max_tokens=100,
+        enable_caching=True,
+    )
+    await engine.execute(request, CallContext(request_id="c1"))  # cold prefix: leader
+    await engine.execute(request, CallContext(request_id="c2"))  # warm now
+    from prometheus_client import generate_latest
+
+    s = _samples(generate_latest(backend.registry).decode())
+    assert _value(s, "llm_cache_gate_total", role="leader") == 1
+    assert _value(s, "llm_cache_gate_total", role="warm") == 1
+
+
+async def test_ledger_actor_reports_its_lag_and_rows_written(tmp_path):
+    import datetime as dt
+
+    from actors.ledger_actor import LedgerActor
+    from runtime.ledger_store import LedgerRecord
+
+    metrics = Metrics(PrometheusBackend())
+    metrics_module.set_metrics(metrics)
+    try:
+        ledger = LedgerActor(tmp_path, flush_interval_s=3600, poll_interval_s=0.01)
+        row = LedgerRecord(
+            request_id="L1", job_id="j", ts=dt.datetime.now(dt.UTC), provider="anthropic", model="m"
+        )
+        await ledger.record([row])
+        await asyncio.sleep(0.05)  # a poll round reports the pending row
+        s = _samples(metrics_module.prometheus_text_of(metrics))
+        assert _value(s, "llm_ledger_pending_rows") == 1
+        assert _value(s, "llm_ledger_lag_seconds") >= 0
+        await ledger.flush()
+        await asyncio.sleep(0.05)
+        s = _samples(metrics_module.prometheus_text_of(metrics))
+        assert _value(s, "llm_ledger_rows_written_total") == 1
+        assert _value(s, "llm_ledger_pending_rows") == 0
+        await ledger.aclose()
+    finally:
+        metrics_module.set_metrics(None)
+
+
+def test_ledger_writer_pending_age(tmp_path):
+    import datetime as dt
+
+    from runtime.ledger_store import LedgerRecord, LedgerWriter
+
+    now = [100.0]
+    writer = LedgerWriter(tmp_path, clock=lambda: now[0])
+    assert writer.pending_age_s == 0.0
+    writer.append(
+        [
+            LedgerRecord(
+                request_id="a", job_id="j", ts=dt.datetime.now(dt.UTC), provider="openai", model="m"
+            )
+        ]
+    )
+    now[0] = 103.5
+    assert writer.pending_age_s == 3.5
+    writer.flush()
+    assert writer.pending_age_s == 0.0
