@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from jobs.batch_live import engine_stats_source
 from llm.service import LLMService
 from llm.types import Message, MessageRole
 from runtime.limiter import AccountLimits
@@ -73,6 +74,10 @@ async def test_a_short_jobs_metrics_are_scraped_from_ray(make_runtime, ray_sessi
     finally:
         await service.aclose()
     ray_session.get(runtime.ledger().flush.remote())
+    # the batch job's progress view reads the same engines' counters from the actors
+    stats = await engine_stats_source(runtime.executor(), runtime)()
+    (mine,) = [s for s in stats if s.account == account]
+    assert (mine.successes, mine.rate_limited, mine.in_flight) == (4, 1, 0)
 
     urls = _metrics_urls(ray_session)
     assert urls, "no node exposes a metrics export port"
