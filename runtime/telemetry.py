@@ -23,7 +23,7 @@ from llm.executor import CallContext, Executed
 from llm.providers.base import ProviderRequest
 from runtime.ledger_store import LedgerRecord
 from runtime.metrics import Metrics, get_metrics
-from runtime.tracing import CallSpan, start_call_span
+from runtime.tracing import CallSpan, server_of, start_call_span
 
 logger = logging.getLogger("llm")
 
@@ -50,6 +50,8 @@ class EngineTelemetry:
         self.settings = settings
         self._metrics = metrics
         self._spans: dict[str, CallSpan] = {}
+        base_url = settings.base_url(provider) if settings is not None else None
+        self._server = server_of(provider, base_url)
         self._gauges_at = float("-inf")
 
     @property
@@ -75,6 +77,7 @@ class EngineTelemetry:
                 ctx,
                 log_prompts=self._log_prompts(),
                 tracer_provider=self.tracer_provider,
+                server=self._server,
             )
         except Exception as error:  # telemetry never breaks a call
             logger.debug("llm span not started (%s)", type(error).__name__)

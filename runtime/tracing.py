@@ -10,7 +10,8 @@ the call to its end, covering every attempt:
 * ``gen_ai.operation.name`` (``chat``), ``gen_ai.provider.name`` and the older
   ``gen_ai.system`` (``anthropic``, ``openai``, ``gcp.gemini``), ``gen_ai.request.model``
   (the API id), ``gen_ai.request.max_tokens`` / ``temperature``, ``gen_ai.response.model``,
-  ``gen_ai.response.id``, ``gen_ai.response.finish_reasons``;
+  ``gen_ai.response.id``, ``gen_ai.response.finish_reasons``, ``server.address`` and
+  ``server.port``;
 * usage: ``gen_ai.usage.input_tokens`` and ``gen_ai.usage.output_tokens`` (input includes the
   cache parts, output the reasoning part, as the conventions define),
   ``gen_ai.usage.cache_read.input_tokens``, ``gen_ai.usage.cache_creation.input_tokens``,
@@ -40,6 +41,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from llm.executor import CallContext, Executed
 from llm.providers.base import ProviderRequest
@@ -52,6 +54,23 @@ TRACE_CONTEXT_KEY = "otel"
 
 #: Our provider names → ``gen_ai.provider.name`` values.
 PROVIDER_NAMES = {"anthropic": "anthropic", "openai": "openai", "google": "gcp.gemini"}
+
+#: Each provider's API host when no base URL is configured.
+DEFAULT_HOSTS = {
+    "anthropic": "api.anthropic.com",
+    "openai": "api.openai.com",
+    "google": "generativelanguage.googleapis.com",
+}
+
+
+def server_of(provider: str, base_url: str | None) -> tuple[str, int]:
+    """(``server.address``, ``server.port``) of a provider's endpoint (never its query)."""
+    if base_url:
+        parts = urlsplit(base_url)
+        if parts.hostname:
+            default = 443 if parts.scheme == "https" else 80
+            return parts.hostname, parts.port or default
+    return DEFAULT_HOSTS.get(provider, provider), 443
 
 
 def _tracer(tracer_provider: Any = None) -> Any:
@@ -154,6 +173,7 @@ def start_call_span(
     *,
     log_prompts: bool = False,
     tracer_provider: Any = None,
+    server: tuple[str, int] | None = None,
 ) -> CallSpan:
     """Start the span of one call (a child of the current span, if any).
 
@@ -183,6 +203,8 @@ def start_call_span(
             "llm.account": account,
             "llm.request_id": ctx.request_id,
         }
+        if server is not None:
+            attributes["server.address"], attributes["server.port"] = server
         if request.temperature is not None:
             attributes["gen_ai.request.temperature"] = request.temperature
         if ctx.job_id:

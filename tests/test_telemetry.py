@@ -258,6 +258,7 @@ async def test_genai_span_attributes_and_retry_event():
     assert a["gen_ai.system"] == "anthropic"
     assert a["gen_ai.request.model"] == SONNET.api_id
     assert a["gen_ai.request.max_tokens"] == 500
+    assert (a["server.address"], a["server.port"]) == ("api.anthropic.com", 443)
     assert a["gen_ai.request.temperature"] == 0.2
     assert a["gen_ai.response.model"] == "claude-sonnet-4-5-20250929"
     assert a["gen_ai.response.id"] == "msg_01abc"
@@ -417,3 +418,11 @@ def test_ledger_writer_pending_age(tmp_path):
     assert writer.pending_age_s == 3.5
     writer.flush()
     assert writer.pending_age_s == 0.0
+
+
+def test_server_of_a_configured_base_url():
+    from runtime.tracing import server_of
+
+    assert server_of("openai", "http://127.0.0.1:8000/v1") == ("127.0.0.1", 8000)
+    assert server_of("google", "https://proxy.example/gemini?key=x") == ("proxy.example", 443)
+    assert server_of("google", None) == ("generativelanguage.googleapis.com", 443)
