@@ -14,9 +14,11 @@ knows only the request and context, can add its event to the right span.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from llm.config import Settings
 from llm.executor import CallContext, Executed
@@ -26,6 +28,22 @@ from runtime.metrics import Metrics, get_metrics
 from runtime.tracing import CallSpan, server_of, start_call_span
 
 logger = logging.getLogger("llm")
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _never_raises(method: F) -> F:
+    """A telemetry hook that fails is logged (at debug) and skipped: it never breaks a call."""
+
+    @functools.wraps(method)
+    def hook(*args: Any, **kwargs: Any) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception as error:
+            logger.debug("llm telemetry %s failed (%s)", method.__name__, type(error).__name__)
+
+    return hook  # type: ignore[return-value]  # same signature
+
 
 #: Seconds between refreshes of the bucket, headroom and breaker gauges at call ends.
 GAUGE_INTERVAL_S = 1.0
@@ -67,23 +85,20 @@ class EngineTelemetry:
 
     # --- a call's life ------------------------------------------------------------------
 
+    @_never_raises
     def started(self, request: ProviderRequest, ctx: CallContext) -> None:
         """A call began (after the replay check)."""
-        try:
-            span = start_call_span(
-                self.provider,
-                self.account,
-                request,
-                ctx,
-                log_prompts=self._log_prompts(),
-                tracer_provider=self.tracer_provider,
-                server=self._server,
-            )
-        except Exception as error:  # telemetry never breaks a call
-            logger.debug("llm span not started (%s)", type(error).__name__)
-            return
-        self._spans[ctx.request_id] = span
+        self._spans[ctx.request_id] = start_call_span(
+            self.provider,
+            self.account,
+            request,
+            ctx,
+            log_prompts=self._log_prompts(),
+            tracer_provider=self.tracer_provider,
+            server=self._server,
+        )
 
+    @_never_raises
     def cache_role(self, request: ProviderRequest, ctx: CallContext | None, role: str) -> None:
         """The attempt entered the prompt-cache gate as leader, follower or warm."""
         self.metrics.cache_role(self.provider, self.account, request.model.name, role)
@@ -91,10 +106,12 @@ class EngineTelemetry:
         if span is not None:
             span.set("llm.cache.role", role)
 
+    @_never_raises
     def limiter_waited(self, seconds: float) -> None:
         """An attempt's rate-limiter reservation took ``seconds``."""
         self.metrics.limiter_waited(self.provider, self.account, seconds)
 
+    @_never_raises
     def retried(
         self,
         request: ProviderRequest,
@@ -111,6 +128,7 @@ class EngineTelemetry:
         if span is not None:
             span.retry(attempt, error, delay_s)
 
+    @_never_raises
     def finished(
         self,
         request: ProviderRequest,
@@ -138,6 +156,7 @@ class EngineTelemetry:
                 log_responses=self._log_responses(),
             )
 
+    @_never_raises
     def failed(
         self, request: ProviderRequest, ctx: CallContext, error: BaseException, latency_s: float
     ) -> None:
@@ -153,6 +172,7 @@ class EngineTelemetry:
         if span is not None:
             span.fail(error)
 
+    @_never_raises
     def ended(self, ctx: CallContext, engine: Any = None) -> None:
         """Always last: end a span left open (cancelled call) and refresh the gauges."""
         span = self._spans.pop(ctx.request_id, None)
@@ -162,12 +182,14 @@ class EngineTelemetry:
         if engine is not None:
             self.engine_state(engine, force=False)
 
+    @_never_raises
     def replayed(self, request: ProviderRequest, ctx: CallContext) -> None:
         """A batch call answered from the ledger's journal (nothing sent, nothing billed)."""
         self.metrics.call_replayed(self.provider, self.account, request.model.name)
 
     # --- gauges -------------------------------------------------------------------------
 
+    @_never_raises
     def engine_state(self, engine: Any, *, force: bool = True) -> None:
         """Refresh the engine's gauges: in flight, limiter, buckets, breaker.
 
@@ -175,30 +197,27 @@ class EngineTelemetry:
         :data:`GAUGE_INTERVAL_S` (a scrape every few seconds needs no more); calls in flight
         always.
         """
-        try:
-            limiter = engine.limiter
-            now = time.monotonic()
-            if not force and now - self._gauges_at < GAUGE_INTERVAL_S:
-                self.metrics.in_flight(
-                    self.provider,
-                    self.account,
-                    in_flight=engine.in_flight,
-                    waiting=limiter.waiting if limiter is not None else 0,
-                )
-                return
-            self._gauges_at = now
-            self.metrics.engine_state(
+        limiter = engine.limiter
+        now = time.monotonic()
+        if not force and now - self._gauges_at < GAUGE_INTERVAL_S:
+            self.metrics.in_flight(
                 self.provider,
                 self.account,
                 in_flight=engine.in_flight,
                 waiting=limiter.waiting if limiter is not None else 0,
-                headroom=limiter.headroom() if limiter is not None else 1.0,
-                breaker_state=engine.breaker.state,
-                levels=limiter.levels() if limiter is not None else None,
-                capacities=limiter.capacities() if limiter is not None else None,
             )
-        except Exception as error:  # telemetry never breaks a call
-            logger.debug("llm engine gauges not updated (%s)", type(error).__name__)
+            return
+        self._gauges_at = now
+        self.metrics.engine_state(
+            self.provider,
+            self.account,
+            in_flight=engine.in_flight,
+            waiting=limiter.waiting if limiter is not None else 0,
+            headroom=limiter.headroom() if limiter is not None else 1.0,
+            breaker_state=engine.breaker.state,
+            levels=limiter.levels() if limiter is not None else None,
+            capacities=limiter.capacities() if limiter is not None else None,
+        )
 
 
 class _Cancelled(Exception):

@@ -426,3 +426,14 @@ def test_server_of_a_configured_base_url():
     assert server_of("openai", "http://127.0.0.1:8000/v1") == ("127.0.0.1", 8000)
     assert server_of("google", "https://proxy.example/gemini?key=x") == ("proxy.example", 443)
     assert server_of("google", None) == ("generativelanguage.googleapis.com", 443)
+
+
+async def test_a_failing_metrics_backend_never_breaks_a_call():
+    class Broken:
+        def record(self, name, value, labels):
+            raise RuntimeError("exporter down")
+
+    engine = _engine([RateLimitError("429", retry_after_s=0.0)], metrics=Metrics(Broken()))
+    executed = await engine.execute(_request(), CallContext(request_id="r-broken"))
+    assert executed.result.text == ANSWER and executed.attempts == 2
+    assert engine.stats().successes == 1
