@@ -54,6 +54,7 @@ from runtime.journal_log import (
 from runtime.ledger_index import LedgerIndex, Located
 from runtime.ledger_store import LedgerRecord, LedgerWriter
 from runtime.ledger_view import scan_complete, summarize
+from runtime.metrics import get_metrics
 from runtime.parquet_files import fsync_directory
 
 logger = logging.getLogger(__name__)
@@ -173,6 +174,10 @@ class LedgerActor:
                     await self.compact()
             except Exception as error:  # e.g. a disk hiccup: tried again next round
                 logger.warning("following the ledger journal failed (%s)", type(error).__name__)
+            writer = self._writer
+            get_metrics().ledger_state(
+                pending_rows=writer.pending_count, lag_s=writer.pending_age_s
+            )
 
     def _heal_from_journal(self) -> None:
         """At start: rows a kill left out of Parquet, then the journal not yet indexed."""
@@ -269,6 +274,7 @@ class LedgerActor:
         try:
             self._writer.write_batch(batch)
             written = True
+            get_metrics().ledger_written(len(batch))
         finally:
             self._end_part(batch, path, written)
 
@@ -281,6 +287,7 @@ class LedgerActor:
             try:
                 await asyncio.to_thread(self._writer.write_batch, batch)
                 written = True
+                get_metrics().ledger_written(len(batch))
             except Exception as error:  # the rows stay pending (and journaled): retried later
                 logger.warning("ledger part write failed (%s); will retry", type(error).__name__)
             self._end_part(batch, path, written)

@@ -40,6 +40,7 @@ from typing import Any
 from jobs.batch_core import BatchConfig, BatchSummary, BudgetGuard, Call, run_batch
 from jobs.batch_dryrun import dry_run, format_dry_run, max_cost_or_zero
 from jobs.batch_input import RowRequest, count_rows, read_rows
+from jobs.batch_live import CallTracker, engine_stats_source
 from jobs.batch_output import (
     OutputWriter,
     output_spend,
@@ -272,23 +273,27 @@ async def run_job(args: argparse.Namespace, settings: Settings) -> int:
     config = BatchConfig(
         job_id=job_id, concurrency=args.concurrency, caching_default=wiring.settings.enable_caching
     )
+    tracker = CallTracker(
+        service_call(service), stats=engine_stats_source(wiring.executor, wiring.runtime)
+    )
     summary: BatchSummary | None = None
     flag = {"terminated": False}
     try:
         with _sigterm_cancels(flag):
             summary = await run_batch(
                 read_rows(args.input),
-                call=service_call(service),
+                call=tracker,
                 writer=writer,
                 done_ids=done_ids,
                 config=config,
                 budget=await _budget_guard(args, wiring, job_id),
-                progress=ProgressBar(total=count_rows(args.input)),
+                progress=ProgressBar(total=count_rows(args.input), tracker=tracker),
             )
     except asyncio.CancelledError:
         print("Interrupted: finished rows were saved; rerun to continue.", file=sys.stderr)
         return EXIT_TERMINATED if flag["terminated"] else EXIT_INTERRUPTED
     finally:
+        await tracker.aclose()
         await service.aclose()
         report = await wiring.ledger_report(job_id) if summary is not None else None
         wiring.close()

@@ -1,9 +1,14 @@
 """Progress display and final summary text of the batch job.
 
-On a terminal, :class:`ProgressBar` redraws one stderr line in place (``\\r``) at most
-``1 / min_interval_s`` times a second: rows done (of the total when known), rows/s, ETA
-and spend. When stderr is not a terminal it prints a plain line every
-``plain_interval_s`` seconds instead. :func:`format_summary` is the end-of-job report.
+On a terminal, :class:`ProgressBar` draws a live view with ``rich`` (redrawn in place at
+most ``1 / min_interval_s`` times a second): a bar of rows done of the total, rows/s, ETA,
+spend against the budget, calls in flight, 429s and the cache hit ratio, and a table per
+provider (rows ok / failed, 429s, retries, cache hit ratio, spend). When stderr is not a
+terminal (CI, ``ray job submit`` logs) it prints the same figures as one plain line every
+``plain_interval_s`` seconds. The per-provider figures and calls in flight come from a
+:class:`~jobs.batch_live.CallTracker` wrapping the job's calls (optional: without one the
+view shows what the :class:`~jobs.batch_core.BatchSummary` knows).
+:func:`format_summary` is the end-of-job report.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 from jobs.batch_core import BatchSummary
+from jobs.batch_live import CallTracker, LiveStats
 
 
 def format_duration(seconds: float) -> str:
@@ -28,8 +34,12 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
 class ProgressBar:
-    """Shows rows done, rate, ETA and spend while a batch runs."""
+    """Shows rows done, rate, ETA, spend and the live figures while a batch runs."""
 
     def __init__(
         self,
@@ -40,29 +50,129 @@ class ProgressBar:
         min_interval_s: float = 0.25,
         plain_interval_s: float = 10.0,
         is_tty: bool | None = None,
+        tracker: CallTracker | None = None,
+        width: int | None = None,
     ) -> None:
         self.stream = stream or sys.stderr
         self.total = total
+        self.tracker = tracker
         self._clock = clock
         self._start = clock()
         self._last = float("-inf")
         self.is_tty = self.stream.isatty() if is_tty is None else is_tty
         self.interval_s = min_interval_s if self.is_tty else plain_interval_s
-        self._drawn = False
+        self._width = width
+        self._live: Any = None
 
-    def line(self, summary: BatchSummary) -> str:
-        """The status text for ``summary`` at the current time."""
+    # --- figures ------------------------------------------------------------------------
+
+    @property
+    def live_stats(self) -> LiveStats:
+        """The tracker's figures (empty without a tracker)."""
+        return self.tracker.live if self.tracker is not None else LiveStats()
+
+    def _figures(self, summary: BatchSummary) -> dict[str, Any]:
         elapsed = max(self._clock() - self._start, 1e-9)
         processed = summary.done + summary.skipped_done + summary.duplicates
         rate = summary.done / elapsed
+        eta = None
+        if self.total and rate > 0:
+            eta = max(self.total - processed, 0) / rate
+        return {"processed": processed, "rate": rate, "eta": eta}
+
+    def _spend(self, summary: BatchSummary) -> str:
+        spend = f"${summary.spend:.4f}"
+        if summary.budget_usd is not None:
+            spend += f" of ${summary.budget_usd}"
+        return spend
+
+    def line(self, summary: BatchSummary) -> str:
+        """The status as one plain line (the non-terminal output)."""
+        f = self._figures(summary)
+        processed = f["processed"]
         done_text = f"{processed:,}"
-        eta = "?"
         if self.total:
             done_text += f"/{self.total:,} ({100 * processed / self.total:.1f}%)"
-            if rate > 0:
-                eta = format_duration(max(self.total - processed, 0) / rate)
+        eta = format_duration(f["eta"]) if f["eta"] is not None else "?"
         failed = f"  failed {summary.failed:,}" if summary.failed else ""
-        return f"rows {done_text}{failed}  {rate:.1f} rows/s  ETA {eta}  spend ${summary.spend:.4f}"
+        text = (
+            f"rows {done_text}{failed}  {f['rate']:.1f} rows/s  ETA {eta}  "
+            f"spend {self._spend(summary)}"
+        )
+        if self.tracker is not None:
+            live = self.live_stats
+            text += (
+                f"  in flight {live.in_flight}  429s {live.rate_limited}"
+                f"  cache hit {_ratio(live.cache_hit_ratio)}"
+            )
+            for name, tally in sorted(live.providers.items()):
+                text += (
+                    f"  | {name}: {tally.ok:,} ok {tally.failed:,} failed"
+                    f" ${tally.cost:.4f} cache {_ratio(tally.cache_hit_ratio)}"
+                )
+        return text
+
+    def renderable(self, summary: BatchSummary) -> Any:
+        """The rich view: a progress line and a table per provider."""
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar as Bar
+        from rich.table import Table
+        from rich.text import Text
+
+        f = self._figures(summary)
+        head = Table.grid(padding=(0, 2))
+        done = f"{f['processed']:,}" + (f" / {self.total:,}" if self.total else "")
+        eta = format_duration(f["eta"]) if f["eta"] is not None else "?"
+        cells: list[Any] = [Text(f"rows {done}", style="bold")]
+        if self.total:
+            cells.insert(0, Bar(total=self.total, completed=f["processed"], width=30))
+            cells.append(Text(f"{100 * f['processed'] / self.total:.1f}%"))
+        cells += [
+            Text(f"{f['rate']:.1f} rows/s"),
+            Text(f"ETA {eta}"),
+            Text(f"spend {self._spend(summary)}", style="green"),
+        ]
+        head.add_row(*cells)
+        parts: list[Any] = [head]
+        live = self.live_stats
+        if self.tracker is not None:
+            status = Text(
+                f"in flight {live.in_flight}   429s {live.rate_limited}   "
+                f"cache hit {_ratio(live.cache_hit_ratio)}   failed {summary.failed:,}"
+            )
+            parts.append(status)
+        if live.providers:
+            table = Table(box=None, padding=(0, 2), header_style="bold")
+            for column in ("provider", "ok", "failed", "in flight", "429s", "retries"):
+                table.add_column(column, justify="left" if column == "provider" else "right")
+            table.add_column("cache hit", justify="right")
+            table.add_column("spend", justify="right")
+            for name, tally in sorted(live.providers.items()):
+                engine = live.engines.get(name)
+                table.add_row(
+                    name,
+                    f"{tally.ok:,}",
+                    f"{tally.failed:,}",
+                    str(tally.in_flight),
+                    str(engine.rate_limited if engine else tally.rate_limited_rows),
+                    str(engine.retries if engine else tally.retries),
+                    _ratio(tally.cache_hit_ratio),
+                    f"${tally.cost:.4f}",
+                )
+            parts.append(table)
+        return Group(*parts)
+
+    # --- drawing ------------------------------------------------------------------------
+
+    def _live_view(self) -> Any:
+        if self._live is None:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(file=self.stream, force_terminal=True, width=self._width)
+            self._live = Live(console=console, auto_refresh=False, transient=False)
+            self._live.start()
+        return self._live
 
     def update(self, summary: BatchSummary, *, force: bool = False) -> None:
         """Redraw if the interval has passed (or ``force``)."""
@@ -71,18 +181,19 @@ class ProgressBar:
             return
         self._last = now
         if self.is_tty:
-            self.stream.write("\r\x1b[2K" + self.line(summary))
-            self._drawn = True
+            self._live_view().update(self.renderable(summary), refresh=True)
         else:
             self.stream.write(self.line(summary) + "\n")
-        self.stream.flush()
+            self.stream.flush()
 
     def close(self, summary: BatchSummary) -> None:
-        """Draw the final state and end the line."""
+        """Draw the final state and end the view."""
+        if self.tracker is not None:
+            self.tracker.stop()
         self.update(summary, force=True)
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 def format_summary(summary: BatchSummary) -> str:

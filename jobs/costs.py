@@ -1,23 +1,22 @@
 """Cost analytics over the Parquet ledger: ``python -m jobs.costs LEDGER_DIR``.
 
-    python -m jobs.costs ./llm-ledger --by model --since 2026-11-01 --plot costs.html
+    python -m jobs.costs ./llm-ledger --by model --since 2026-11-01 --plot costs.png
 
 Prints totals and, per group (model, provider, job or day), requests, tokens, cached
-tokens, cost, cache savings and average cost per request. ``--plot`` writes a
-self-contained HTML page with an SVG chart of cost over time by model (no plotting
-library needed). The ledger's columns are documented in ``runtime/ledger_store.py`` and the
-README, so the same files can be queried with DuckDB or pandas. Unlike a plain Parquet
-reader, this report also counts rows still only in the ledger's journal (the last second
-of a running program's calls; see :mod:`runtime.ledger_view`).
+tokens, cost, cache savings and average cost per request. ``--plot FILE`` draws cost per
+day stacked by model, with the savings from prompt caching, as PNG, SVG or a
+self-contained HTML page by the file's extension (:mod:`jobs.cost_chart`). The ledger's
+columns are documented in ``runtime/ledger_store.py`` and the README, so the same files can
+be queried with DuckDB or pandas. Unlike a plain Parquet reader, this report also counts
+rows still only in the ledger's journal (the last second of a running program's calls; see
+:mod:`runtime.ledger_view`).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import html
 import sys
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from jobs.cost_chart import FORMATS, chart_data, write_chart
 from runtime.ledger_store import LEDGER_SCHEMA
 from runtime.ledger_view import scan_complete
 
@@ -42,7 +42,6 @@ _SUMS = (
 )
 _COLUMNS = ("model", "provider", "job_id", "ts", *_SUMS)
 _DECIMALS = ("total_cost", "cache_savings")
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 Tables = pa.Table | Iterable[pa.Table]
 
@@ -164,63 +163,6 @@ def format_report(tables: Tables, by: str = "model") -> str:
     return "\n".join(lines)
 
 
-def cost_series(tables: Tables) -> dict[str, list[tuple[str, float]]]:
-    """Cost per day per model, for the chart: {model: [(day, cost), ...]}."""
-    series: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for table in _as_tables(tables):
-        if table.num_rows == 0:
-            continue
-        grouped = table.group_by(["model", "day"]).aggregate([("total_cost", "sum")])
-        for row in grouped.to_pylist():
-            series[row["model"]][row["day"]] += Decimal(row["total_cost_sum"] or 0)
-    return {m: sorted((d, float(c)) for d, c in days.items()) for m, days in series.items()}
-
-
-def render_html_chart(
-    series: dict[str, list[tuple[str, float]]], title: str = "Cost by model"
-) -> str:
-    """A self-contained HTML page with an SVG line chart of cost per day by model."""
-    width, height, pad = 900, 420, 60
-    days = sorted({day for points in series.values() for day, _ in points})
-    peak = max((cost for points in series.values() for _, cost in points), default=0.0) or 1.0
-
-    def x(day: str) -> float:
-        if len(days) == 1:
-            return pad + (width - 2 * pad) / 2
-        return pad + days.index(day) * (width - 2 * pad) / (len(days) - 1)
-
-    def y(cost: float) -> float:
-        return height - pad - cost / peak * (height - 2 * pad)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#333"/>',
-        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>',
-        f'<text x="{pad - 8}" y="{pad}" text-anchor="end" font-size="11">${peak:.4f}</text>',
-        f'<text x="{pad - 8}" y="{height - pad}" text-anchor="end" font-size="11">$0</text>',
-    ]
-    for day in days:
-        parts.append(
-            f'<text x="{x(day):.1f}" y="{height - pad + 16}" text-anchor="middle" '
-            f'font-size="10">{html.escape(day)}</text>'
-        )
-    for i, (model, points) in enumerate(sorted(series.items())):
-        color = _PALETTE[i % len(_PALETTE)]
-        coords = " ".join(f"{x(d):.1f},{y(c):.1f}" for d, c in points)
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
-        for d, c in points:
-            parts.append(f'<circle cx="{x(d):.1f}" cy="{y(c):.1f}" r="3" fill="{color}"/>')
-        parts.append(
-            f'<text x="{width - pad + 4}" y="{pad + 14 * i}" font-size="11" fill="{color}">'
-            f"{html.escape(model)}</text>"
-        )
-    parts.append("</svg>")
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"</head><body><h2>{html.escape(title)}</h2>{''.join(parts)}</body></html>"
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m jobs.costs", description=__doc__.splitlines()[0]
@@ -228,15 +170,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("ledger_dir")
     parser.add_argument("--by", choices=GROUPS, default="model")
     parser.add_argument("--since", type=dt.date.fromisoformat, default=None, help="YYYY-MM-DD")
-    parser.add_argument("--plot", default=None, help="write an HTML chart of cost over time")
+    parser.add_argument(
+        "--plot", default=None, help="write the cost chart to FILE (.png, .svg or .html)"
+    )
     args = parser.parse_args(argv)
+    if args.plot and Path(args.plot).suffix.lower().lstrip(".") not in (*FORMATS, "htm"):
+        print(f"--plot FILE must end in .png, .svg or .html: {args.plot}", file=sys.stderr)
+        return 2
     if not Path(args.ledger_dir).is_dir():
         print(f"no ledger at {args.ledger_dir}", file=sys.stderr)
         return 2
     print(format_report(scan(args.ledger_dir, args.since), args.by))
     if args.plot:
-        series = cost_series(scan(args.ledger_dir, args.since))
-        Path(args.plot).write_text(render_html_chart(series), encoding="utf-8")
+        write_chart(chart_data(scan(args.ledger_dir, args.since)), args.plot)
         print(f"chart written to {args.plot}")
     return 0
 

@@ -63,6 +63,7 @@ from runtime.cache_keys import gate_ttl_s, is_gated, prefix_key
 from runtime.ledger_sink import LedgerSink, MemoryLedger
 from runtime.limiter import AccountLimits, RateLimiter, Reservation
 from runtime.metering import meter
+from runtime.telemetry import EngineTelemetry
 
 logger = logging.getLogger("llm")
 
@@ -172,6 +173,7 @@ class ProviderEngine:
         self._clock = clock
         self._counters = _Counters()
         self.in_flight = 0
+        self.telemetry = EngineTelemetry(provider, account, settings)
 
     @property
     def adapter(self) -> ProviderAdapter:
@@ -186,8 +188,10 @@ class ProviderEngine:
         """Run one call through every policy; the ledger row is durable when this returns."""
         replayed = await self._replay(ctx)
         if replayed is not None:
+            self.telemetry.replayed(request, ctx)
             return replayed
         start = self._begin()
+        self.telemetry.started(request, ctx)
         try:
             result, attempts = await self.retry_policy.run(
                 lambda _attempt: self._attempt(request), on_retry=self._on_retry(request, ctx)
@@ -195,11 +199,13 @@ class ProviderEngine:
             executed = Executed(result=result, attempts=attempts)
             await self._commit(request, ctx, executed, start, streamed=False)
             return executed
-        except Exception:
+        except Exception as error:
             self._counters.failures += 1
+            self.telemetry.failed(request, ctx, error, self._clock() - start)
             raise
         finally:
             self.in_flight -= 1
+            self.telemetry.ended(ctx, self)
 
     async def execute_stream(
         self, request: ProviderRequest, ctx: CallContext
@@ -211,11 +217,13 @@ class ProviderEngine:
         """
         replayed = await self._replay(ctx)
         if replayed is not None:
+            self.telemetry.replayed(request, ctx)
             if replayed.result.text:
                 yield replayed.result.text
             yield replayed
             return
         start = self._begin()
+        self.telemetry.started(request, ctx)
         try:
             executed: Executed | None = None
             async with contextlib.aclosing(self._stream_with_retries(request, ctx)) as items:
@@ -228,15 +236,18 @@ class ProviderEngine:
                 raise self._no_final_result(request)
             await self._commit(request, ctx, executed, start, streamed=True)
             yield executed
-        except Exception:
+        except Exception as error:
             self._counters.failures += 1
+            self.telemetry.failed(request, ctx, error, self._clock() - start)
             raise
         finally:
             self.in_flight -= 1
+            self.telemetry.ended(ctx, self)
 
     def stats(self) -> EngineStats:
-        """Load, breaker state and counters right now."""
+        """Load, breaker state and counters right now (and refresh the metrics' gauges)."""
         limiter = self.limiter
+        self.telemetry.engine_state(self)
         return EngineStats(
             provider=self.provider,
             account=self.account,
@@ -281,9 +292,8 @@ class ProviderEngine:
         streamed: bool,
     ) -> None:
         """Write the ledger row (awaited: durable before the caller sees the result)."""
+        record = meter(request, ctx, executed, latency_s=self._clock() - start, streamed=streamed)
         if self.ledger is not None:
-            latency = self._clock() - start
-            record = meter(request, ctx, executed, latency_s=latency, streamed=streamed)
             try:
                 await self.ledger.record(record, executed if ctx.job_id else None)
             except LLMError:
@@ -296,6 +306,7 @@ class ProviderEngine:
                     request_id=ctx.request_id,
                 ) from error
         self._counters.successes += 1
+        self.telemetry.finished(request, ctx, executed, record)
 
     # --- one attempt --------------------------------------------------------------------
 
@@ -328,6 +339,7 @@ class ProviderEngine:
         if not is_gated(request):
             return None
         ticket = await self.gate.enter(prefix_key(request), gate_ttl_s(request))
+        self.telemetry.cache_role(request, None, ticket.role)
         counters = self._counters
         if ticket.role == "leader":
             counters.cache_leaders += 1
@@ -340,7 +352,12 @@ class ProviderEngine:
     async def _reserve(self, request: ProviderRequest) -> Reservation | None:
         if self.limiter is None:
             return None
-        return await self.limiter.reserve(estimate_prompt_tokens(request), request.max_tokens)
+        began = self._clock()
+        reservation = await self.limiter.reserve(
+            estimate_prompt_tokens(request), request.max_tokens
+        )
+        self.telemetry.limiter_waited(self._clock() - began)
+        return reservation
 
     async def _drain_stream(self, request: ProviderRequest, attempt: _Attempt) -> ProviderResult:
         """Run ``request`` as a stream (a cache leader), starting the ticket at its first item."""
@@ -427,6 +444,7 @@ class ProviderEngine:
     ) -> Callable[[int, BaseException, float], None]:
         def log_retry(attempt: int, error: BaseException, delay: float) -> None:
             self._counters.retries += 1
+            self.telemetry.retried(request, ctx, attempt, error, delay)
             logger.warning(
                 "llm retry model=%s provider=%s account=%s attempt=%d error=%s delay_s=%.2f "
                 "request_id=%s",

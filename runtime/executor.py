@@ -49,6 +49,7 @@ from runtime.routing import (
     derived_request_id,
     fallback_request,
 )
+from runtime.tracing import with_trace_context
 
 #: Errors after which a request is re-issued elsewhere.
 REROUTE_ERRORS: tuple[type[LLMError], ...] = (ProviderOverloadedError, CircuitOpenError)
@@ -158,6 +159,7 @@ class RayExecutor:
 
     async def _plan(self, request: ProviderRequest, ctx: CallContext) -> Iterator[Any]:
         """Yield ``(actor name, request, ctx)`` to try, in order (see the module docstring)."""
+        ctx = with_trace_context(ctx)  # the actor's span continues the caller's trace
         table = await self.routes()
         routed = bool(ctx.metadata.get(ROUTED_BY_TASK))
         names = await self._fallback_names(table, request.model, routed)

@@ -296,6 +296,12 @@ class LedgerWriter:
     def pending_count(self) -> int:
         return len(self._pending)
 
+    @property
+    def pending_age_s(self) -> float:
+        """Seconds the oldest pending record has waited to be written (0 when none)."""
+        since = self._pending_since
+        return 0.0 if since is None else max(self._clock() - since, 0.0)
+
     def is_durable(self, request_id: str) -> bool:
         """True once a flush (by this or an earlier writer) has put ``request_id`` on disk."""
         return request_id in self._durable

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 from decimal import Decimal
 
 import pyarrow.compute as pc
@@ -14,7 +13,7 @@ import pytest
 from jobs.batch_core import BatchConfig, BatchSummary, BudgetGuard, run_batch
 from jobs.batch_input import parse_row
 from jobs.batch_output import OutputWriter, read_output, retire_retryable, scan_done_ids
-from jobs.batch_progress import ProgressBar, format_summary
+from jobs.batch_progress import format_summary
 from jobs.batch_schedule import CacheAwareScheduler, prefix_key
 from llm.exceptions import InvalidRequestError, RateLimitError
 from llm.types import Cost, LLMResponse, Usage
@@ -255,31 +254,6 @@ async def test_cancellation_flushes_finished_rows_and_a_rerun_completes(tmp_path
     await run(tmp_path, rows(ids), call2, done=scan_done_ids(tmp_path))
     assert sorted(call2.started) == ids[5:]
     assert sorted(ids_in(tmp_path)) == ids
-
-
-def test_progress_bar_redraws_in_place_at_most_every_interval():
-    clock, stream = FakeClock(), io.StringIO()
-    bar = ProgressBar(stream, total=100, clock=clock, min_interval_s=0.5, is_tty=True)
-    summary = BatchSummary(ok=10, cost=Decimal("0.25"))
-    clock.now = 2.0
-    bar.update(summary)
-    clock.now = 2.2
-    bar.update(summary)  # too soon: skipped
-    assert stream.getvalue().count("\r") == 1
-    clock.now = 2.0
-    line = bar.line(summary)
-    assert "10/100 (10.0%)" in line and "5.0 rows/s" in line
-    assert "ETA 18s" in line and "$0.2500" in line
-
-
-def test_progress_bar_prints_plain_lines_when_not_a_tty():
-    clock, stream = FakeClock(), io.StringIO()
-    bar = ProgressBar(stream, clock=clock, plain_interval_s=10, is_tty=False)
-    summary = BatchSummary(ok=1)
-    for now in (1, 5, 11, 12):
-        clock.now = now
-        bar.update(summary)
-    assert "\r" not in stream.getvalue() and stream.getvalue().count("\n") == 2
 
 
 def test_summary_text_lists_failures_costs_and_savings():

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from jobs import costs
+from jobs.cost_chart import chart_data
 from runtime.ledger_store import LedgerRecord, LedgerWriter
 
 
@@ -67,10 +68,17 @@ def test_unknown_group_rejected(ledger_dir):
         costs.summarize(costs.load(ledger_dir), "color")
 
 
-def test_chart_has_one_line_per_model(ledger_dir):
-    page = costs.render_html_chart(costs.cost_series(costs.load(ledger_dir)))
-    assert page.count("<polyline") == 2
-    assert "claude-haiku-4.5" in page and "gpt-4.1" in page
+def test_chart_data_sums_cost_per_model_and_day(ledger_dir):
+    data = chart_data(costs.scan(ledger_dir))
+    assert data.days == ["2026-11-20", "2026-11-21"]
+    assert data.cost["claude-haiku-4.5"] == {
+        "2026-11-20": Decimal("0.0010"),
+        "2026-11-21": Decimal("0.0020"),
+    }
+    assert data.cost["gpt-4.1"] == {"2026-11-21": Decimal("0.0040")}
+    assert data.models == ["gpt-4.1", "claude-haiku-4.5"]  # most expensive at the bottom
+    assert data.savings == {"2026-11-20": Decimal("0.0001"), "2026-11-21": Decimal(0)}
+    assert data.total_cost == Decimal("0.0070")
 
 
 def test_cli_prints_report_and_writes_plot(ledger_dir, tmp_path, capsys):
@@ -79,7 +87,25 @@ def test_cli_prints_report_and_writes_plot(ledger_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Requests: 3" in out and "Cost: $0.0070" in out
     assert "anthropic" in out and "openai" in out
-    assert plot.read_text().startswith("<!doctype html>")
+    page = plot.read_text()
+    assert page.startswith("<!doctype html>") and "<svg" in page and "gpt-4.1" in page
+
+
+@pytest.mark.parametrize("name", ["chart.png", "chart.svg"])
+def test_cli_plot_format_follows_the_extension(ledger_dir, tmp_path, name):
+    plot = tmp_path / name
+    assert costs.main([str(ledger_dir), "--plot", str(plot)]) == 0
+    head = plot.read_bytes()[:200]
+    if name.endswith(".png"):
+        assert head.startswith(b"\x89PNG\r\n")
+    else:
+        assert b"<svg" in plot.read_bytes() and b"claude-haiku-4.5" in plot.read_bytes()
+
+
+def test_cli_rejects_an_unknown_plot_format(ledger_dir, tmp_path, capsys):
+    assert costs.main([str(ledger_dir), "--plot", str(tmp_path / "chart.gif")]) == 2
+    assert ".png, .svg or .html" in capsys.readouterr().err
+    assert not (tmp_path / "chart.gif").exists()
 
 
 def test_empty_or_missing_ledger(tmp_path, capsys):
