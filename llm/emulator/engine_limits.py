@@ -233,5 +233,16 @@ class RateLimits:
             return self._new(provider).snapshot(self._clock())
         return self.account(api_key, provider).snapshot(self._clock())
 
+    def drain(
+        self, api_key: str, providers: tuple[str, ...] = ("anthropic", "openai", "google")
+    ) -> None:
+        """Empty the enforced buckets of ``api_key``'s accounts (as right after a busy job)."""
+        now = self._clock()
+        for provider in providers:
+            for limit in self.account(api_key, provider).buckets.values():
+                if limit is not None and limit.enforced:
+                    limit.refill(now)
+                    limit.minute.level = limit.burst.level = 0.0
+
     def clear(self) -> None:
         self._accounts.clear()
