@@ -1,6 +1,6 @@
 """Command line: ``python -m bench [--quick] [--only S,..] [--no-ray] [--runtime-2000] ...``.
 
-Runs the scenarios in order (rate, cache, overhead, scale), prints the table and writes
+Runs the scenarios in order (rate, realregime, cache, overhead, scale), prints the table and writes
 ``bench/results.json``, ``docs/benchmarks.md`` and ``docs/benchmarks.svg``. With
 ``--only`` nothing is written unless ``--write`` is given (a partial run must not replace
 the full results). ``--render`` only rewrites the docs from ``bench/results.json`` (e.g.
@@ -18,11 +18,11 @@ import time
 import warnings
 from collections.abc import Callable
 
-from bench import cache, overhead, rate, report, scale
+from bench import cache, overhead, rate, realregime, report, scale
 from bench.common import Figure, error_text, machine_info, not_measured
 from bench.notes import METHOD
 
-SCENARIOS = ("rate", "cache", "overhead", "scale")
+SCENARIOS = ("rate", "realregime", "cache", "overhead", "scale")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +54,7 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[], list[Figure]]]:
     quick = args.quick
     return {
         "rate": lambda: asyncio.run(rate.run(quick, long=args.runtime_2000)),
+        "realregime": lambda: realregime.run(quick),
         "cache": lambda: asyncio.run(cache.run(quick)),
         "overhead": lambda: asyncio.run(overhead.run(quick, with_ray=not args.no_ray)),
         "scale": lambda: scale.run(quick),
