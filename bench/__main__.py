@@ -2,8 +2,9 @@
 
 Runs the scenarios in order (rate, realregime, cache, overhead, scale), prints the table and writes
 ``bench/results.json``, ``docs/benchmarks.md`` and ``docs/benchmarks.svg``. With
-``--only`` nothing is written unless ``--write`` is given (a partial run must not replace
-the full results). ``--render`` only rewrites the docs from ``bench/results.json`` (e.g.
+``--only`` nothing is written unless ``--write`` is given, and then the run's scenarios
+replace only their own rows of ``bench/results.json`` (a partial run must not replace the
+full results; ``updated`` in the document says which rows came from which run). ``--render`` only rewrites the docs from ``bench/results.json`` (e.g.
 after editing the hand-written introduction).
 """
 
@@ -83,6 +84,27 @@ def _quiet_logs() -> None:
     warnings.simplefilter("ignore")
 
 
+def merge_into_saved(document: dict, scenarios: list[str]) -> dict:
+    """The saved results with the rows of ``scenarios`` replaced by this run's."""
+    path = report.ROOT / "bench" / "results.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return document
+    kept = [item for item in saved["figures"] if item["scenario"] not in scenarios]
+    merged = kept + document["figures"]
+    merged.sort(key=lambda item: SCENARIOS.index(item["scenario"]))
+    updated = dict(saved.get("updated", {}))
+    for name in scenarios:
+        updated[name] = {
+            "mode": document["mode"],
+            "generated_at": document["generated_at"],
+            "duration_s": document["duration_s"],
+            "git_commit": document["machine"].get("git_commit"),
+        }
+    return {**saved, "figures": merged, "updated": updated}
+
+
 def render_only() -> int:
     """Rewrite docs/benchmarks.md and the chart from the saved results (no measuring)."""
     path = report.ROOT / "bench" / "results.json"
@@ -111,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     document = report.results_document(
         figures, mode=mode, machine=machine_info(), started=started_at, seconds=seconds
     )
+    if args.only:
+        document = merge_into_saved(document, args.scenarios)
+        figures = [Figure(**item) for item in document["figures"]]
     paths = report.write_all(figures, document, METHOD)
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return 0

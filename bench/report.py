@@ -177,6 +177,16 @@ def _machine_text(machine: dict[str, Any]) -> str:
     )
 
 
+def _updated_text(document: dict[str, Any]) -> str:
+    """Which scenarios were re-measured later by an ``--only ... --write`` run."""
+    parts = [
+        f"`{name}` from a `{item['mode']}` run on {item['generated_at']} "
+        f"({item['duration_s']} s, commit {item.get('git_commit') or 'unknown'})"
+        for name, item in document.get("updated", {}).items()
+    ]
+    return ", except " + "; ".join(parts) if parts else ""
+
+
 def _targets_text(figures: list[Figure]) -> str:
     lines = []
     for figure in figures:
@@ -205,8 +215,9 @@ def markdown(document: dict[str, Any], figures: list[Figure], intro: str, notes:
             "python -m bench --quick --only realregime --write   # the real regime alone",
             "```",
             "(or `make bench-quick` / `make bench`). The numbers below come from a "
-            f"`{mode}` run on {document['generated_at']} ({document['duration_s']} s); the raw "
-            "numbers are in `bench/results.json`.",
+            f"`{mode}` run on {document['generated_at']} ({document['duration_s']} s)"
+            + _updated_text(document)
+            + "; the raw numbers are in `bench/results.json`.",
             "",
             "## Results",
             "",
