@@ -262,6 +262,9 @@ def run_two_drivers(ctx: Ctx) -> dict[str, Any]:
     port = _free_port()
     temp = Path(tempfile.mkdtemp(prefix="rr", dir="/tmp"))
     env = _job_env(ctx.base_url, ctx.workdir / "ledger", embedded=False)
+    # Ray 2.60 turns token auth on; this loopback-only bench cluster runs without it (else
+    # every driver would also need the head's token).
+    env["RAY_AUTH_MODE"] = "disabled"
     head_cmd = [str(ray_cli), "start", "--head", "--block", f"--port={port}"]
     head_cmd += ["--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp}"]
     head_cmd += ["--disable-usage-stats"]
