@@ -76,7 +76,9 @@ async def test_cache_fan_out_writes_the_prefix_once():
 async def test_client_side_limits_avoid_429s():
     # A bucket of 60 admits a burst of 60; 62 requests need the limiter to wait for refill.
     rpm, count = 60, 62
-    async with server.Emulator(server.EmulatorConfig(rpm=rpm)) as emu:
+    # burst_s=60: the emulator lets a whole minute's budget burst, as this limiter assumes.
+    config = server.EmulatorConfig(rpm=rpm, burst_s=60)
+    async with server.Emulator(config) as emu:
         engine = ProviderEngine(
             "anthropic",
             server.settings_for(emu.base_url),
