@@ -134,10 +134,7 @@ def test_ledger_row_carries_the_tier(tmp_path):
             request_id="b", job_id="j", ts=now, provider="openai", model="m", tier="batch"
         ),
     ]
-    writer = LedgerWriter(tmp_path)
-    for row in rows:
-        writer.append(row)
-    writer.flush()
+    LedgerWriter(tmp_path).append(rows, durable=True)
     table = read_ledger(tmp_path)
     assert sorted(table.column("tier").to_pylist()) == ["batch", "standard"]
     assert LedgerRecord(**{**rows[0].model_dump(), "tier": None}).tier == "standard"
