@@ -247,7 +247,6 @@ class BatchRoutes:
         if job.state == "ended" and "output_file_id" not in meta:
             self._openai_write_files(job)
         counts = job.counts()
-        done = counts["succeeded"] + counts["errored"]
         return {
             "id": job.id,
             "object": "batch",
@@ -269,7 +268,7 @@ class BatchRoutes:
             "cancelled_at": int(job.ended_at) if job.reason == "canceled" else None,
             "request_counts": {
                 "total": len(job.rows),
-                "completed": done if job.reason != "failed" else 0,
+                "completed": counts["succeeded"],
                 "failed": counts["errored"] + counts["expired"],
             },
             "metadata": meta.get("metadata"),
