@@ -36,16 +36,14 @@ EndReason = Literal["completed", "canceled", "expired", "failed"]
 RowKind = Literal["succeeded", "errored", "canceled", "expired"]
 
 
-class BatchRowExpiredError(LLMError):
-    """The batch reached its 24-hour window before running this row (nothing was billed)."""
+class BatchRowExpiredError(ProviderError):
+    """The batch reached its 24-hour window before running this row (nothing was billed).
+    A :class:`~llm.exceptions.ProviderError`, so a batch job retries the row on rerun."""
 
-    retryable = True
 
-
-class BatchRowCanceledError(LLMError):
-    """The batch was canceled before running this row (nothing was billed)."""
-
-    retryable = True
+class BatchRowCanceledError(ProviderError):
+    """The batch was canceled before running this row (nothing was billed); retried on
+    rerun like any :class:`~llm.exceptions.ProviderError`."""
 
 
 class BatchFailedError(LLMError):

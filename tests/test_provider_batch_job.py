@@ -1,0 +1,223 @@
+"""``python -m jobs.batch --mode batch`` against the emulator's batch APIs: output, ledger
+tier and prices, per-row errors, budget reservation, dry run, Ctrl-C and SIGKILL between
+submit and results (the rerun re-attaches and creates no second batch)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from jobs.batch import build_parser, main, resolve_mode, run_job
+from jobs.batch_input import read_rows
+from jobs.batch_output import OutputWriter, read_output, scan_done_ids
+from jobs.provider_batch import ProviderBatchRun, batch_cost_estimates
+from llm.emulator.batch_store import batch_service
+from llm.emulator.server import settings_for, start_in_thread
+from llm.pricing import compute_cost
+from llm.registry import resolve_model
+from llm.types import Usage
+from runtime.batch_journal import BatchJournal
+from runtime.ledger_store import LedgerWriter, read_ledger
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ["claude-haiku-5.5", "gpt-6.1-terra", "gemini-3.8-flash"]
+
+
+@pytest.fixture
+def emu():
+    thread = start_in_thread()
+    service = batch_service(thread.engine)
+    service.settings.processing_s = 0.5
+    yield thread
+    thread.stop()
+
+
+def _input(tmp_path: Path, count: int = 9) -> Path:
+    rows = [
+        {"id": f"r{i}", "model": MODELS[i % 3], "prompt": f"Question {i}?", "max_tokens": 4000}
+        for i in range(count)
+    ]
+    rows.append({"id": "boom", "model": MODELS[0], "prompt": "x [[emu:fault=500]]"})
+    rows.append({"id": "bad", "model": "gpt-9-ultra", "prompt": "x"})
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def _settings(emu, tmp_path):
+    return settings_for(emu.base_url).with_overrides(ledger_dir=str(tmp_path / "ledger"))
+
+
+def _args(source, out, *extra):
+    return build_parser().parse_args(
+        [str(source), "--output", str(out), "--mode", "batch", "--poll-s", "0.1", *extra]
+    )
+
+
+def test_modes_and_deadlines():
+    assert resolve_mode("online", "1h") == "online"
+    assert resolve_mode("auto", "36h") == "batch"
+    assert resolve_mode("auto", "2d") == "batch"
+    assert resolve_mode("auto", "90m") == "online"
+    with pytest.raises(ValueError):
+        resolve_mode("auto", "soon")
+
+
+def test_batch_mode_output_ledger_and_errors(emu, tmp_path, capsys):
+    source, out = _input(tmp_path), tmp_path / "out"
+    settings = _settings(emu, tmp_path)
+    assert asyncio.run(run_job(_args(source, out), settings)) == 0
+    rows = {r["id"]: r for r in read_output(out).to_pylist()}
+    assert len(rows) == 11
+    assert rows["bad"]["error_type"] == "ModelNotFoundError"
+    assert rows["boom"]["status"] == "error" and rows["boom"]["retryable"]
+    assert all(rows[f"r{i}"]["status"] == "ok" and rows[f"r{i}"]["text"] for i in range(9))
+    assert batch_service(emu.engine).created == 3  # one batch per provider/model
+
+    ledger = {r["row_id"]: r for r in read_ledger(tmp_path / "ledger").to_pylist()}
+    assert set(ledger) == {f"r{i}" for i in range(9)}
+    for row_id, record in ledger.items():
+        assert record["tier"] == "batch"
+        usage = Usage(
+            input_tokens=record["input_tokens"],
+            output_tokens=record["output_tokens"],
+            cached_tokens=record["cached_tokens"],
+            cache_write_tokens=record["cache_write_tokens"],
+        )
+        model = resolve_model(record["model"])
+        batch = compute_cost(model, usage, at=record["ts"], service_tier="batch").total_cost
+        assert record["total_cost"] == batch.quantize(Decimal("1e-10"))
+        assert rows[row_id]["total_cost"] == record["total_cost"]
+    text = capsys.readouterr().out
+    assert "batches submitted: 3" in text
+
+    # A rerun retries only the transient failure, in a new batch.
+    assert asyncio.run(run_job(_args(source, out), settings)) == 0
+    assert batch_service(emu.engine).created == 4
+    assert len(read_output(out)) == 11
+
+
+def test_size_limits_split_batches(emu, tmp_path):
+    source, out = _input(tmp_path, 9), tmp_path / "out"
+    run = ProviderBatchRun(
+        job_id="j",
+        output_dir=out,
+        writer=OutputWriter(out),
+        done_ids=set(),
+        settings=_settings(emu, tmp_path),
+        poll_s=0.1,
+    )
+    from llm.providers.anthropic_batch import AnthropicBatchAdapter
+
+    original = AnthropicBatchAdapter.max_requests
+    AnthropicBatchAdapter.max_requests = 2
+    try:
+        asyncio.run(run.run(read_rows(source)))
+    finally:
+        AnthropicBatchAdapter.max_requests = original
+    # claude rows: r0, r3, r6, boom -> 2 batches; gpt and gemini: one each
+    assert run.submitted == 4
+
+
+def test_budget_reserves_a_batch_before_submitting(emu, tmp_path):
+    source, out = _input(tmp_path), tmp_path / "out"
+    estimates = batch_cost_estimates(read_rows(source), default_model="claude-haiku-5.5")
+    cheapest = min(batch for _, batch in estimates.values())
+    cap = cheapest * Decimal("1.01")
+    code = asyncio.run(
+        run_job(_args(source, out, "--budget-usd", str(cap)), _settings(emu, tmp_path))
+    )
+    assert code == 3
+    assert batch_service(emu.engine).created == 1
+    assert sum(r["total_cost"] for r in read_output(out).to_pylist()) <= cap
+
+
+def test_dry_run_shows_online_and_batch_costs(tmp_path, capsys):
+    source = _input(tmp_path)
+    assert main([str(source), "--dry-run", "--mode", "batch"]) == 0
+    text = capsys.readouterr().out
+    assert "Online vs batch (mode batch)" in text
+    costs = batch_cost_estimates(read_rows(source), default_model="claude-haiku-5.5")
+    for online, batch in costs.values():
+        assert batch == online / 2  # no caching in the estimate: exactly half
+        assert f"{online:.4f}" in text and f"{batch:.4f}" in text
+
+
+def test_ctrl_c_after_submit_reattaches(emu, tmp_path):
+    source, out = _input(tmp_path), tmp_path / "out"
+    service = batch_service(emu.engine)
+    service.settings.processing_s = 3600.0
+
+    async def interrupted() -> None:
+        run = ProviderBatchRun(
+            job_id="j", output_dir=out, writer=OutputWriter(out), done_ids=set(),
+            settings=_settings(emu, tmp_path), poll_s=0.05,
+        )  # fmt: skip
+        task = asyncio.create_task(run.run(read_rows(source)))
+        while len(BatchJournal(out).in_flight()) < 3:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(interrupted())
+    assert service.created == 3
+    service.settings.processing_s = 0.0
+    rerun = ProviderBatchRun(
+        job_id="j", output_dir=out, writer=OutputWriter(out), done_ids=scan_done_ids(out),
+        settings=_settings(emu, tmp_path), poll_s=0.05,
+        ledger=LedgerWriter(tmp_path / "ledger"),
+    )  # fmt: skip
+    summary = asyncio.run(rerun.run(read_rows(source)))
+    assert service.created == 3 and rerun.reattached == 3 and rerun.submitted == 0
+    ids = [r["id"] for r in read_output(out).to_pylist()]
+    assert sorted(ids) == sorted({*ids}) and len(ids) == 11
+    assert summary.ok == 9
+    assert BatchJournal(out).in_flight() == []
+
+
+def test_sigkill_between_submit_and_results_creates_no_second_batch(emu, tmp_path):
+    source, out = _input(tmp_path), tmp_path / "out"
+    service = batch_service(emu.engine)
+    service.settings.processing_s = 3600.0
+    env = {
+        **os.environ,
+        "ANTHROPIC_BASE_URL": emu.base_url,
+        "OPENAI_BASE_URL": emu.base_url + "/v1",
+        "GOOGLE_GEMINI_BASE_URL": emu.base_url,
+        "ANTHROPIC_API_KEY": "k",
+        "OPENAI_API_KEY": "k",
+        "GOOGLE_API_KEY": "k",
+        "LLM_LEDGER_DIR": str(tmp_path / "ledger"),
+    }
+    argv = [sys.executable, "-m", "jobs.batch", str(source), "--output", str(out),
+            "--mode", "batch", "--poll-s", "0.1"]  # fmt: skip
+    child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while len(BatchJournal(out).in_flight()) < 3:
+            assert child.poll() is None, "the job ended before submitting"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert service.created == 3
+    service.settings.processing_s = 0.0
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "re-attached to 3 batch(es)" in done.stderr
+    assert service.created == 3  # no second batch
+    output = read_output(out).to_pylist()
+    assert len(output) == 11 and sum(r["status"] == "ok" for r in output) == 9
+    assert len(read_ledger(tmp_path / "ledger")) == 9
