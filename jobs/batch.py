@@ -333,10 +333,20 @@ async def run_provider_batch_job(args: argparse.Namespace, settings: Settings) -
         wiring.close()
     write_summary(
         args.output,
-        {"job_id": job_id, "input": str(args.input), "mode": "batch", **summary.to_dict()},
+        {
+            "job_id": job_id,
+            "input": str(args.input),
+            "mode": "batch",
+            **summary.to_dict(),
+            "batch_savings_usd": str(run.batch_savings),
+        },
     )
     print(format_summary(summary))
     print(f"batches submitted: {run.submitted}; re-attached: {run.reattached}")
+    print(
+        f"Savings: batch pricing ${run.batch_savings:.4f} vs online; "
+        f"caching ${summary.cache_savings:.4f}"
+    )
     return EXIT_BUDGET if summary.budget_stopped else EXIT_OK
 
 

@@ -38,7 +38,7 @@ from llm.config import Settings
 from llm.exceptions import LLMError
 from llm.executor import Executed
 from llm.models import ModelInfo
-from llm.pricing import cache_savings, estimate_cost
+from llm.pricing import cache_savings, compute_cost, estimate_cost
 from llm.providers.base import ProviderRequest
 from llm.providers.batch_base import BatchAdapter, BatchRow, BatchStatus, make_batch_adapter
 from llm.providers.common import estimate_prompt_tokens
@@ -144,6 +144,8 @@ class ProviderBatchRun:
         self.open: list[_Open] = []
         self.submitted = 0
         self.reattached = 0
+        #: What the rows answered in this run would have cost online, minus their cost.
+        self.batch_savings = _ZERO
 
     def adapter(self, provider: str) -> BatchAdapter:
         if provider not in self._adapters:
@@ -275,7 +277,10 @@ class ProviderBatchRun:
                 )
             )
             self.summary.record_ok(response, savings)
-            actual += response.cost.total_cost if response.cost else _ZERO
+            cost = response.cost.total_cost if response.cost else _ZERO
+            actual += cost
+            online = compute_cost(model, row.result.usage, at=now).total_cost
+            self.batch_savings += online - cost
             records.append(
                 LedgerRecord.from_response(
                     response,

@@ -19,6 +19,7 @@ import pytest
 from jobs.batch import build_parser, main, resolve_mode, run_job
 from jobs.batch_input import read_rows
 from jobs.batch_output import OutputWriter, read_output, scan_done_ids
+from jobs.costs import format_report, scan
 from jobs.provider_batch import ProviderBatchRun, batch_cost_estimates
 from llm.emulator.batch_store import batch_service
 from llm.emulator.server import settings_for, start_in_thread
@@ -99,6 +100,28 @@ def test_batch_mode_output_ledger_and_errors(emu, tmp_path, capsys):
         assert rows[row_id]["total_cost"] == record["total_cost"]
     text = capsys.readouterr().out
     assert "batches submitted: 3" in text
+    online = sum(
+        compute_cost(
+            resolve_model(r["model"]),
+            Usage(
+                input_tokens=r["input_tokens"],
+                output_tokens=r["output_tokens"],
+                cached_tokens=r["cached_tokens"],
+                cache_write_tokens=r["cache_write_tokens"],
+            ),
+            at=r["ts"],
+        ).total_cost.quantize(Decimal("1e-10"))
+        for r in ledger.values()
+    )
+    saved = online - sum(r["total_cost"] for r in ledger.values())
+    assert saved > 0
+    summary = json.loads((out / "_summary.json").read_text())
+    assert Decimal(summary["batch_savings_usd"]).quantize(Decimal("1e-4")) == saved.quantize(
+        Decimal("1e-4")
+    )
+    report = format_report(scan(tmp_path / "ledger"), by="tier")
+    assert f"batch pricing ${saved:.4f}" in report
+    assert "batch" in report.split("tier")[1]
 
     # A rerun retries only the transient failure, in a new batch.
     assert asyncio.run(run_job(_args(source, out), settings)) == 0
