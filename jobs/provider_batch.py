@@ -8,7 +8,9 @@ budget cap reserves its estimated cost at batch prices (every row using its whol
 budget); a batch that would pass the cap is not submitted and its rows count as not started.
 The batch id is journaled (:class:`runtime.batch_journal.BatchJournal`, fsynced) the moment
 the provider accepts it. The run then polls every open batch, printing states, counts and an
-ETA, and as each batch ends writes its rows to the same Parquet output (and the same ledger,
+ETA, and as each batch ends checks structured output against the row's schema (a batch
+cannot re-ask: a reply that does not validate is a ``StructuredOutputError`` row, billed) and
+writes its rows to the same Parquet output (and the same ledger,
 ``tier = "batch"``, deduplicated by request id) as the online path, then journals it
 collected.
 
@@ -35,7 +37,7 @@ from jobs.batch_dryrun import build_request
 from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
 from jobs.batch_output import error_row, ok_row
 from llm.config import Settings
-from llm.exceptions import LLMError
+from llm.exceptions import LLMError, StructuredOutputError
 from llm.executor import Executed
 from llm.models import ModelInfo
 from llm.pricing import cache_savings, compute_cost, estimate_cost
@@ -44,6 +46,8 @@ from llm.providers.batch_base import BatchAdapter, BatchRow, BatchStatus, make_b
 from llm.providers.common import estimate_prompt_tokens
 from llm.registry import resolve_model
 from llm.service_response import call_response
+from llm.structured import parse_structured
+from llm.types import LLMResponse
 from runtime.batch_journal import BatchJournal, JournaledBatch
 from runtime.ledger_store import LedgerRecord, LedgerWriter
 
@@ -146,6 +150,8 @@ class ProviderBatchRun:
         self.reattached = 0
         #: What the rows answered in this run would have cost online, minus their cost.
         self.batch_savings = _ZERO
+        #: Structured-output schemas by row id (checked when results arrive).
+        self.schemas: dict[str, dict[str, Any]] = {}
 
     def adapter(self, provider: str) -> BatchAdapter:
         if provider not in self._adapters:
@@ -168,6 +174,9 @@ class ProviderBatchRun:
             if isinstance(item, dict):
                 item = parse_row(item, line)
             self.summary.rows_seen += 1
+            schema = getattr(item, "options", {}).get("structured_output_schema")
+            if isinstance(schema, dict):
+                self.schemas[item.row_id] = schema
             if item.row_id in self.done_ids or item.row_id in skip:
                 self.summary.skipped_done += 1
                 continue
@@ -266,18 +275,23 @@ class ProviderBatchRun:
                 service_tier="batch",
             )
             savings = cache_savings(model, row.result.usage, at=now, service_tier="batch")
-            self.writer.add(
-                ok_row(
-                    row_id=row_id,
-                    job_id=self.job_id,
-                    request_id=row.custom_id,
-                    response=response,
-                    savings=savings,
-                    latency_s=latency,
-                )
-            )
-            self.summary.record_ok(response, savings)
             cost = response.cost.total_cost if response.cost else _ZERO
+            response, problem = _structured(response, self.schemas.get(row_id))
+            if problem is not None:  # answered (and billed), but not what the schema asks
+                self._error(row_id, row.custom_id, problem, model.name)
+                self.summary.cost += cost
+            else:
+                self.writer.add(
+                    ok_row(
+                        row_id=row_id,
+                        job_id=self.job_id,
+                        request_id=row.custom_id,
+                        response=response,
+                        savings=savings,
+                        latency_s=latency,
+                    )
+                )
+                self.summary.record_ok(response, savings)
             actual += cost
             online = compute_cost(model, row.result.usage, at=now).total_cost
             self.batch_savings += online - cost
@@ -356,6 +370,26 @@ class ProviderBatchRun:
             for adapter in self._adapters.values():
                 await adapter.aclose()  # type: ignore[attr-defined]
         return self.summary
+
+
+def _structured(
+    response: LLMResponse, schema: dict[str, Any] | None
+) -> tuple[LLMResponse, StructuredOutputError | None]:
+    """The response with its parsed ``structured_output``, or the validation error (a batch
+    cannot re-ask inside the batch; the online path re-asks)."""
+    if schema is None:
+        return response, None
+    value, problem = parse_structured(response.text, schema)
+    if problem is not None:
+        error = StructuredOutputError(
+            f"the batch answer does not match the schema: {problem}",
+            raw_text=response.text,
+            validation_error=problem,
+            provider=response.provider,
+            model=response.model,
+        )
+        return response, error
+    return response.model_copy(update={"structured_output": value}), None
 
 
 def batch_cost_estimates(

@@ -244,3 +244,34 @@ def test_sigkill_between_submit_and_results_creates_no_second_batch(emu, tmp_pat
     output = read_output(out).to_pylist()
     assert len(output) == 11 and sum(r["status"] == "ok" for r in output) == 9
     assert len(read_ledger(tmp_path / "ledger")) == 9
+
+
+def test_structured_output_is_checked_when_results_arrive(emu, tmp_path):
+    schema = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}
+    rows = [
+        {
+            "id": "good",
+            "model": MODELS[0],
+            "prompt": "Label this.",
+            "structured_output_schema": schema,
+        },
+        {
+            "id": "broken",
+            "model": MODELS[0],
+            "prompt": "Label this. [[emu:invalid_json]]",
+            "structured_output_schema": schema,
+        },
+    ]
+    source, out = tmp_path / "s.jsonl", tmp_path / "out"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    writer = OutputWriter(out)
+    run = ProviderBatchRun(
+        job_id="j", output_dir=out, writer=writer, done_ids=set(),
+        settings=_settings(emu, tmp_path), poll_s=0.1,
+    )  # fmt: skip
+    summary = asyncio.run(run.run(read_rows(source)))
+    writer.close()
+    output = {r["id"]: r for r in read_output(out).to_pylist()}
+    assert json.loads(output["good"]["structured_output"])["label"]
+    assert output["broken"]["error_type"] == "StructuredOutputError"
+    assert summary.ok == 1 and summary.cost > 0
