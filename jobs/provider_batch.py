@@ -8,7 +8,8 @@ budget cap reserves its estimated cost at batch prices (every row using its whol
 budget); a batch that would pass the cap is not submitted and its rows count as not started.
 The batch id is journaled (:class:`runtime.batch_journal.BatchJournal`, fsynced) the moment
 the provider accepts it. The run then polls every open batch, printing states, counts and an
-ETA, and as each batch ends checks structured output against the row's schema (a batch
+ETA (Anthropic rows sharing a cached prefix get the 1-hour cache TTL,
+:func:`batch_cache_ttl`), and as each batch ends checks structured output against the row's schema (a batch
 cannot re-ask: a reply that does not validate is a ``StructuredOutputError`` row, billed) and
 writes its rows to the same Parquet output (and the same ledger,
 ``tier = "batch"``, deduplicated by request id) as the online path, then journals it
@@ -76,6 +77,20 @@ class PlannedBatch:
             ),
             _ZERO,
         )
+
+
+def batch_cache_ttl(requests: list[ProviderRequest]) -> list[ProviderRequest]:
+    """Anthropic rows of one batch that cache a prefix use the 1-hour TTL when at least two
+    of them cache (a batch runs for minutes to hours, so a 5-minute entry would expire between
+    rows and be written again at 1.25x; one 2x write then serves every later row at 0.1x)."""
+    caching = [req for req in requests if req.enable_caching and req.model.provider == "anthropic"]
+    if len(caching) < 2:
+        return requests
+    chosen = {id(req) for req in caching}
+    return [
+        req.model_copy(update={"cache_ttl": "1h"}) if id(req) in chosen else req
+        for req in requests
+    ]
 
 
 def plan_batches(
@@ -222,9 +237,10 @@ class ProviderBatchRun:
         self.journal.append(
             "submitting", provider=batch.provider, model=batch.model.name, rows=pairs
         )
+        requests = batch_cache_ttl(batch.requests)
         rows = [
             BatchRow(custom_id=row.request_id, request=request)
-            for row, request in zip(batch.rows, batch.requests, strict=True)
+            for row, request in zip(batch.rows, requests, strict=True)
         ]
         try:
             batch_id = await self.adapter(batch.provider).submit(

@@ -275,3 +275,19 @@ def test_structured_output_is_checked_when_results_arrive(emu, tmp_path):
     assert json.loads(output["good"]["structured_output"])["label"]
     assert output["broken"]["error_type"] == "StructuredOutputError"
     assert summary.ok == 1 and summary.cost > 0
+
+
+def test_rows_sharing_a_prefix_cache_it_for_an_hour_inside_the_batch(emu, tmp_path):
+    system = "You label support tickets. " + "Policy clause text. " * 900
+    rows = [
+        {"id": f"c{i}", "model": MODELS[0], "system": system, "prompt": f"Ticket {i}",
+         "enable_caching": True, "max_tokens": 50}
+        for i in range(4)
+    ]  # fmt: skip
+    source, out = tmp_path / "c.jsonl", tmp_path / "out"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert asyncio.run(run_job(_args(source, out), _settings(emu, tmp_path))) == 0
+    ledger = sorted(read_ledger(tmp_path / "ledger").to_pylist(), key=lambda r: r["row_id"])
+    assert ledger[0]["cache_write_1h_tokens"] > 0
+    assert all(r["cached_tokens"] > 0 for r in ledger[1:])
+    assert all(r["tier"] == "batch" for r in ledger)
