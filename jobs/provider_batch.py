@@ -88,8 +88,7 @@ def batch_cache_ttl(requests: list[ProviderRequest]) -> list[ProviderRequest]:
         return requests
     chosen = {id(req) for req in caching}
     return [
-        req.model_copy(update={"cache_ttl": "1h"}) if id(req) in chosen else req
-        for req in requests
+        req.model_copy(update={"cache_ttl": "1h"}) if id(req) in chosen else req for req in requests
     ]
 
 
