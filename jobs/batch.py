@@ -294,8 +294,11 @@ async def _budget_guard(
     )
 
 
-async def run_provider_batch_job(args: argparse.Namespace, settings: Settings) -> int:
-    """``--mode batch``: every row through the provider batch APIs (see jobs.provider_batch)."""
+async def run_provider_batch_job(
+    args: argparse.Namespace, settings: Settings, *, leave_uncarried: bool = False
+) -> tuple[int, int]:
+    """``--mode batch``: every row through the provider batch APIs (see jobs.provider_batch).
+    Returns (exit code, rows left for the online path: ``leave_uncarried`` only)."""
     from jobs.provider_batch import ProviderBatchRun
     from runtime.ledger_store import LedgerWriter
 
@@ -318,6 +321,7 @@ async def run_provider_batch_job(args: argparse.Namespace, settings: Settings) -
         spent_before=output_spend(args.output),
         poll_s=args.poll_s,
         ledger=ledger,
+        leave_uncarried=leave_uncarried,
     )
     summary: BatchSummary | None = None
     flag = {"terminated": False}
@@ -347,7 +351,9 @@ async def run_provider_batch_job(args: argparse.Namespace, settings: Settings) -
         f"Savings: batch pricing ${run.batch_savings:.4f} vs online; "
         f"caching ${summary.cache_savings:.4f}"
     )
-    return EXIT_BUDGET if summary.budget_stopped else EXIT_OK
+    if run.uncarried:
+        print(f"{run.uncarried} rows too large for a batch: sending them online")
+    return (EXIT_BUDGET if summary.budget_stopped else EXIT_OK), run.uncarried
 
 
 async def run_job(args: argparse.Namespace, settings: Settings) -> int:
@@ -355,7 +361,11 @@ async def run_job(args: argparse.Namespace, settings: Settings) -> int:
     from llm.service import LLMService
 
     if resolve_mode(args.mode, args.deadline) == "batch":
-        return await run_provider_batch_job(args, settings)
+        auto = args.mode == "auto"
+        code, uncarried = await run_provider_batch_job(args, settings, leave_uncarried=auto)
+        if not (auto and uncarried and code == EXIT_OK):
+            return code
+        # auto: the rows a batch cannot carry go online (rows already done are skipped)
 
     job_id, done_ids, writer = _open_output(args)
     wiring = connect(args, settings)

@@ -6,7 +6,8 @@ provider and model, and splits each group by the provider's size limits (request
 bytes, :class:`~llm.providers.batch_base.BatchAdapter`). Before a batch is submitted the
 budget cap reserves its estimated cost at batch prices (every row using its whole output
 budget); a batch that would pass the cap is not submitted and its rows count as not started.
-The batch id is journaled (:class:`runtime.batch_journal.BatchJournal`, fsynced) the moment
+A row too large for its provider's batch is an error row, or, in ``auto`` mode
+(``leave_uncarried``), left for the online path. The batch id is journaled (:class:`runtime.batch_journal.BatchJournal`, fsynced) the moment
 the provider accepts it. The run then polls every open batch, printing states, counts and an
 ETA (Anthropic rows sharing a cached prefix get the 1-hour cache TTL,
 :func:`batch_cache_ttl`), and as each batch ends checks structured output against the row's schema (a batch
@@ -38,7 +39,7 @@ from jobs.batch_dryrun import build_request
 from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
 from jobs.batch_output import error_row, ok_row
 from llm.config import Settings
-from llm.exceptions import LLMError, StructuredOutputError
+from llm.exceptions import InvalidRequestError, LLMError, StructuredOutputError
 from llm.executor import Executed
 from llm.models import ModelInfo
 from llm.pricing import cache_savings, compute_cost, estimate_cost
@@ -144,6 +145,7 @@ class ProviderBatchRun:
         ledger: LedgerWriter | None = None,
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
+        leave_uncarried: bool = False,
     ) -> None:
         self.job_id = job_id
         self.writer = writer
@@ -166,6 +168,10 @@ class ProviderBatchRun:
         self.batch_savings = _ZERO
         #: Structured-output schemas by row id (checked when results arrive).
         self.schemas: dict[str, dict[str, Any]] = {}
+        #: Rows too large for their provider's batch: left for the online path (``auto``)
+        #: when ``leave_uncarried``, else written as errors.
+        self.leave_uncarried = leave_uncarried
+        self.uncarried = 0
 
     def adapter(self, provider: str) -> BatchAdapter:
         if provider not in self._adapters:
@@ -211,6 +217,19 @@ class ProviderBatchRun:
                 )
             except LLMError as error:
                 self._error(row.row_id, request_id, error, row.model)
+                continue
+            provider = request.model.provider
+            size = self._body_size(provider, BatchRow(custom_id=request_id, request=request))
+            if size > self._limits(provider)[1]:
+                if self.leave_uncarried:
+                    self.uncarried += 1
+                else:
+                    too_large = InvalidRequestError(
+                        f"the row ({size} bytes) exceeds the {provider} batch limit",
+                        provider=provider,
+                        model=request.model.name,
+                    )
+                    self._error(row.row_id, request_id, too_large, request.model.name)
                 continue
             valid.append((row, request))
         return valid

@@ -291,3 +291,33 @@ def test_rows_sharing_a_prefix_cache_it_for_an_hour_inside_the_batch(emu, tmp_pa
     assert ledger[0]["cache_write_1h_tokens"] > 0
     assert all(r["cached_tokens"] > 0 for r in ledger[1:])
     assert all(r["tier"] == "batch" for r in ledger)
+
+
+def test_auto_sends_rows_a_batch_cannot_carry_online(emu, tmp_path, monkeypatch):
+    from llm.providers.anthropic_batch import AnthropicBatchAdapter
+
+    monkeypatch.setattr(AnthropicBatchAdapter, "max_bytes", 10)  # no Claude row fits
+    source, out = _input(tmp_path), tmp_path / "out"
+    args = build_parser().parse_args(
+        [str(source), "--output", str(out), "--mode", "auto", "--deadline", "48h",
+         "--poll-s", "0.1", "--runtime", "local"]
+    )  # fmt: skip
+    assert asyncio.run(run_job(args, _settings(emu, tmp_path))) == 0
+    assert batch_service(emu.engine).created == 2  # OpenAI and Gemini only
+    rows = {r["id"]: r for r in read_output(out).to_pylist()}
+    assert len(rows) == 11
+    assert all(rows[f"r{i}"]["status"] == "ok" for i in range(9))
+    tiers = {r["row_id"]: r["tier"] for r in read_ledger(tmp_path / "ledger").to_pylist()}
+    assert {tiers[f"r{i}"] for i in (1, 2, 4, 5)} == {"batch"}
+    assert "r0" not in tiers or tiers["r0"] == "standard"
+
+
+def test_batch_mode_writes_rows_too_large_for_a_batch_as_errors(emu, tmp_path, monkeypatch):
+    from llm.providers.anthropic_batch import AnthropicBatchAdapter
+
+    monkeypatch.setattr(AnthropicBatchAdapter, "max_bytes", 10)
+    source, out = _input(tmp_path), tmp_path / "out"
+    assert asyncio.run(run_job(_args(source, out), _settings(emu, tmp_path))) == 0
+    rows = {r["id"]: r for r in read_output(out).to_pylist()}
+    assert rows["r0"]["error_type"] == "InvalidRequestError"
+    assert "batch limit" in rows["r0"]["error_message"]
