@@ -372,7 +372,14 @@ class ProviderBatchRun:
         while self.open:
             for item in list(self.open):
                 batch = item.journaled
-                item.status = await self.adapter(batch.provider).status(batch.batch_id)
+                try:
+                    item.status = await self.adapter(batch.provider).status(batch.batch_id)
+                except LLMError as error:
+                    if not error.retryable:
+                        raise
+                    print(f"poll of {batch.batch_id} failed ({error.error_type}); retrying",
+                          file=self.out)  # fmt: skip
+                    continue
                 if item.status.ended:
                     await self._collect(item)
                     self.open.remove(item)

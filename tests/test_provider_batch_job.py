@@ -321,3 +321,32 @@ def test_batch_mode_writes_rows_too_large_for_a_batch_as_errors(emu, tmp_path, m
     rows = {r["id"]: r for r in read_output(out).to_pylist()}
     assert rows["r0"]["error_type"] == "InvalidRequestError"
     assert "batch limit" in rows["r0"]["error_message"]
+
+
+def test_a_transient_poll_failure_is_retried(emu, tmp_path):
+    from llm.exceptions import ProviderConnectionError
+    from llm.providers.batch_base import make_batch_adapter
+
+    failures = {"left": 2}
+
+    def factory(provider, settings):
+        adapter = make_batch_adapter(provider, settings)
+        real = adapter.status
+
+        async def flaky(batch_id):
+            if failures["left"]:
+                failures["left"] -= 1
+                raise ProviderConnectionError("reset", provider=provider)
+            return await real(batch_id)
+
+        adapter.status = flaky
+        return adapter
+
+    source, out = _input(tmp_path, 3), tmp_path / "out"
+    writer = OutputWriter(out)
+    run = ProviderBatchRun(
+        job_id="j", output_dir=out, writer=writer, done_ids=set(),
+        settings=_settings(emu, tmp_path), poll_s=0.05, adapter_factory=factory,
+    )  # fmt: skip
+    summary = asyncio.run(run.run(read_rows(source)))
+    assert failures["left"] == 0 and summary.ok == 3
