@@ -350,3 +350,27 @@ def test_a_transient_poll_failure_is_retried(emu, tmp_path):
     )  # fmt: skip
     summary = asyncio.run(run.run(read_rows(source)))
     assert failures["left"] == 0 and summary.ok == 3
+
+
+def test_dry_run_and_ledger_agree_on_batch_prices(emu, tmp_path):
+    from jobs.batch_dryrun import build_request as dry_request
+    from llm.pricing import estimate_cost
+    from llm.providers.common import estimate_prompt_tokens
+
+    source, out = _input(tmp_path), tmp_path / "out"
+    assert asyncio.run(run_job(_args(source, out), _settings(emu, tmp_path))) == 0
+    ledger = {r["row_id"]: r for r in read_ledger(tmp_path / "ledger").to_pylist()}
+    checked = 0
+    for row in read_rows(source):
+        record = ledger.get(row.row_id)
+        if record is None or record["reasoning_tokens"]:
+            continue  # reasoning models: the dry run bounds output, the answer decides it
+        request = dry_request(row, default_model="claude-haiku-5.5")
+        assert estimate_prompt_tokens(request) == record["input_tokens"]
+        priced = estimate_cost(
+            request.model, record["input_tokens"], record["output_tokens"],
+            at=record["ts"], service_tier="batch",
+        )  # fmt: skip
+        assert priced.total_cost.quantize(Decimal("1e-10")) == record["total_cost"]
+        checked += 1
+    assert checked >= 3
