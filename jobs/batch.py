@@ -3,6 +3,8 @@
     python -m jobs.batch examples/prompts.jsonl --output out/ --offline
     python -m jobs.batch rows.parquet --output out/ --address auto --concurrency 64 \\
         --budget-usd 25
+    python -m jobs.batch rows.jsonl --output out/ --mode batch      # provider batch APIs
+    python -m jobs.batch rows.jsonl --output out/ --mode auto --deadline 36h
 
 Reads JSONL or Parquet rows (:mod:`jobs.batch_input`), sends them through
 :class:`~llm.service.LLMService` on the Ray runtime (``--address``: a cluster to join;
@@ -11,8 +13,14 @@ and writes a resumable Parquet dataset (:mod:`jobs.batch_output`). ``--offline``
 default when no provider key is set and no cluster is joined: a driver joining one without
 a key uses the keys of the cluster's environment, see :mod:`runtime.keys`) starts the built-in emulator and points every
 provider at it; it is reachable only from this machine. ``--dry-run`` estimates tokens and
-cost without calling anything (:mod:`jobs.batch_dryrun`). The engine is
-:func:`jobs.batch_core.run_batch`; this module only wires it.
+cost without calling anything (:mod:`jobs.batch_dryrun`), online and at batch prices. The
+engine is :func:`jobs.batch_core.run_batch`; this module only wires it.
+
+``--mode online`` (the default) is the path above. ``--mode batch`` sends every row through
+the providers' batch APIs at batch prices (:mod:`jobs.provider_batch`: in process, no Ray;
+same output, ledger, budget cap and resume; batch ids journaled so a rerun re-attaches).
+``--mode auto`` picks batch when ``--deadline`` (default 24h) allows the providers' 24-hour
+window, else online.
 
 Rerunning with the same ``--output`` resumes: ``--job-id`` defaults to an id derived from
 the output directory, ids already written are skipped, and calls already billed are
@@ -72,7 +80,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job-id", default=None, help="default: derived from --output")
     parser.add_argument("--flush-rows", type=int, default=500)
     parser.add_argument("--flush-interval-s", type=float, default=5.0)
+    parser.add_argument("--mode", choices=("online", "batch", "auto"), default="online")
+    parser.add_argument("--deadline", default="24h", help="auto mode: results needed within")
+    parser.add_argument("--poll-s", type=float, default=30.0, help="batch mode: poll interval")
     return parser
+
+
+BATCH_WINDOW_S = 24 * 3600.0
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_deadline(text: str) -> float:
+    """Seconds from ``90m``, ``24h``, ``2d`` or plain seconds; ``ValueError`` otherwise."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:], None)
+    number = raw[:-1] if unit else raw
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"--deadline {text!r}: use e.g. 90m, 24h or 2d") from None
+    if value <= 0:
+        raise ValueError("--deadline must be positive")
+    return value
+
+
+def resolve_mode(mode: str, deadline: str) -> str:
+    """``online`` or ``batch``: ``auto`` is batch when the deadline allows 24 hours."""
+    if mode != "auto":
+        return mode
+    return "batch" if parse_deadline(deadline) >= BATCH_WINDOW_S else "online"
 
 
 def default_job_id(output: Path) -> str:
@@ -109,6 +145,12 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return f"--output {args.output} is not a directory"
     if args.concurrency < 1 or args.flush_rows < 1 or args.flush_interval_s <= 0:
         return "--concurrency, --flush-rows and --flush-interval-s must be positive"
+    if args.poll_s <= 0:
+        return "--poll-s must be positive"
+    try:
+        parse_deadline(args.deadline)
+    except ValueError as error:
+        return str(error)
     return None
 
 
@@ -255,9 +297,78 @@ async def _budget_guard(
     )
 
 
+async def run_provider_batch_job(
+    args: argparse.Namespace, settings: Settings, *, leave_uncarried: bool = False
+) -> tuple[int, int]:
+    """``--mode batch``: every row through the provider batch APIs (see jobs.provider_batch).
+    Returns (exit code, rows left for the online path: ``leave_uncarried`` only)."""
+    from jobs.provider_batch import ProviderBatchRun
+    from runtime.ledger_store import LedgerWriter
+
+    job_id, done_ids, writer = _open_output(args)
+    wiring = Wiring(settings)
+    if args.offline or not _has_provider_key(settings):
+        from llm.emulator.server import EmulatorConfig, settings_for, start_in_thread
+
+        wiring.emulator = start_in_thread(EmulatorConfig())
+        wiring.settings = settings_for(wiring.emulator.base_url, base=settings)
+        print(f"note: offline: emulator at {wiring.emulator.base_url}", file=sys.stderr)
+    ledger = LedgerWriter(wiring.settings.ledger_dir)
+    run = ProviderBatchRun(
+        job_id=job_id,
+        output_dir=args.output,
+        writer=writer,
+        done_ids=done_ids,
+        settings=wiring.settings,
+        budget_usd=_parse_budget(args.budget_usd),
+        spent_before=output_spend(args.output),
+        poll_s=args.poll_s,
+        ledger=ledger,
+        leave_uncarried=leave_uncarried,
+    )
+    summary: BatchSummary | None = None
+    flag = {"terminated": False}
+    try:
+        with _sigterm_cancels(flag):
+            summary = await run.run(read_rows(args.input))
+    except asyncio.CancelledError:
+        print("Interrupted: batches in flight are journaled; rerun to re-attach.", file=sys.stderr)
+        return EXIT_TERMINATED if flag["terminated"] else EXIT_INTERRUPTED
+    finally:
+        writer.close()
+        ledger.close()
+        wiring.close()
+    write_summary(
+        args.output,
+        {
+            "job_id": job_id,
+            "input": str(args.input),
+            "mode": "batch",
+            **summary.to_dict(),
+            "batch_savings_usd": str(run.batch_savings),
+        },
+    )
+    print(format_summary(summary))
+    print(f"batches submitted: {run.submitted}; re-attached: {run.reattached}")
+    print(
+        f"Savings: batch pricing ${run.batch_savings:.4f} vs online; "
+        f"caching ${summary.cache_savings:.4f}"
+    )
+    if run.uncarried:
+        print(f"{run.uncarried} rows too large for a batch: sending them online")
+    return (EXIT_BUDGET if summary.budget_stopped else EXIT_OK), run.uncarried
+
+
 async def run_job(args: argparse.Namespace, settings: Settings) -> int:
     """Run the job described by ``args``; returns the exit code."""
     from llm.service import LLMService
+
+    if resolve_mode(args.mode, args.deadline) == "batch":
+        auto = args.mode == "auto"
+        code, uncarried = await run_provider_batch_job(args, settings, leave_uncarried=auto)
+        if not (auto and uncarried and code == EXIT_OK):
+            return code
+        # auto: the rows a batch cannot carry go online (rows already done are skipped)
 
     job_id, done_ids, writer = _open_output(args)
     wiring = connect(args, settings)
@@ -318,8 +429,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _usage_error(problem)
     settings = load_settings()
     if args.dry_run:
+        from jobs.provider_batch import batch_cost_estimates, format_batch_costs
+
         report = dry_run(read_rows(args.input), default_model=settings.default_model)
         print(format_dry_run(report))
+        costs = batch_cost_estimates(read_rows(args.input), default_model=settings.default_model)
+        print(f"Online vs batch (mode {resolve_mode(args.mode, args.deadline)}):")
+        print(format_batch_costs(costs))
         return EXIT_OK
     try:
         return asyncio.run(run_job(args, settings))

@@ -2,13 +2,16 @@
 
     python -m jobs.costs ./llm-ledger --by model --since 2026-11-01 --plot costs.png
 
-Prints totals and, per group (model, provider, job or day), requests, tokens, cached
-tokens, cost, cache savings and average cost per request. ``--plot FILE`` draws cost per
-day stacked by model, with the savings from prompt caching, as PNG, SVG or a
-self-contained HTML page by the file's extension (:mod:`jobs.cost_chart`). The ledger's
-columns are documented in ``runtime/ledger_store.py`` and the README, so the same files can
-be queried with DuckDB or pandas. Unlike a plain Parquet reader, this report also counts
-rows still only in the ledger's journal (the last second of a running program's calls; see
+Prints totals and, per group (model, provider, job, day or tier), requests, tokens, cached
+tokens, cost, cache savings and average cost per request, then the spend and savings split
+by service tier (``standard`` online, ``batch`` through the provider batch APIs): savings from
+caching, and from batch pricing (each batch row re-priced exactly at the online rates in
+force when it ran, minus what it cost). ``--plot FILE`` draws cost per day stacked by model,
+with the savings from prompt caching, as PNG, SVG or a self-contained HTML page by the file's
+extension (:mod:`jobs.cost_chart`). The ledger's columns are documented in
+``runtime/ledger_store.py`` and the README, so the same files can be queried with DuckDB or
+pandas. Unlike a plain Parquet reader, this report also counts rows still only in the
+ledger's journal (the last second of a running program's calls; see
 :mod:`runtime.ledger_view`).
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -28,8 +32,14 @@ from jobs.cost_chart import FORMATS, chart_data, write_chart
 from runtime.ledger_store import LEDGER_SCHEMA
 from runtime.ledger_view import scan_complete
 
-GROUPS = ("model", "provider", "job", "day")
-_GROUP_COLUMN = {"model": "model", "provider": "provider", "job": "job_id", "day": "day"}
+GROUPS = ("model", "provider", "job", "day", "tier")
+_GROUP_COLUMN = {
+    "model": "model",
+    "provider": "provider",
+    "job": "job_id",
+    "day": "day",
+    "tier": "tier",
+}
 _SUMS = (
     "input_tokens",
     "output_tokens",
@@ -40,7 +50,7 @@ _SUMS = (
     "total_cost",
     "cache_savings",
 )
-_COLUMNS = ("model", "provider", "job_id", "ts", *_SUMS)
+_COLUMNS = ("model", "provider", "job_id", "ts", "tier", "cache_write_1h_tokens", *_SUMS)
 _DECIMALS = ("total_cost", "cache_savings")
 
 Tables = pa.Table | Iterable[pa.Table]
@@ -51,7 +61,79 @@ def _since_datetime(since: dt.date | None) -> dt.datetime | None:
 
 
 def _with_day(table: pa.Table) -> pa.Table:
+    if "tier" in table.column_names:  # rows written before the column existed: standard
+        index = table.column_names.index("tier")
+        table = table.set_column(index, "tier", pc.fill_null(table["tier"], "standard"))
     return table.append_column("day", pc.strftime(table["ts"], format="%Y-%m-%d"))
+
+
+class TierStats:
+    """Spend, cache savings and batch savings per tier, gathered as tables stream past."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = defaultdict(int)
+        self.cost: dict[str, Decimal] = defaultdict(Decimal)
+        self.cache_savings: dict[str, Decimal] = defaultdict(Decimal)
+        self.batch_savings = Decimal(0)
+        self.unpriced = 0
+
+    def watch(self, tables: Tables) -> Iterator[pa.Table]:
+        """``tables`` unchanged, counted on the way."""
+        for table in _as_tables(tables):
+            self.add(table)
+            yield table
+
+    def add(self, table: pa.Table) -> None:
+        for row in table.to_pylist():
+            tier = row.get("tier") or "standard"
+            self.requests[tier] += 1
+            self.cost[tier] += Decimal(row["total_cost"] or 0)
+            self.cache_savings[tier] += Decimal(row["cache_savings"] or 0)
+            if tier == "batch":
+                online = _online_cost(row)
+                if online is None:
+                    self.unpriced += 1
+                else:
+                    self.batch_savings += online - Decimal(row["total_cost"] or 0)
+
+    def lines(self) -> list[str]:
+        out = [f"{'tier':<28}{'requests':>10}{'cost $':>14}{'cache saved $':>16}"]
+        for tier in sorted(self.requests):
+            out.append(
+                f"{tier:<28}{self.requests[tier]:>10,}{self.cost[tier]:>14.4f}"
+                f"{self.cache_savings[tier]:>16.4f}"
+            )
+        total_cache = sum(self.cache_savings.values(), Decimal(0))
+        out.append(
+            f"Savings: caching ${total_cache:.4f}, batch pricing ${self.batch_savings:.4f} "
+            f"(vs online rates)"
+            + (f"; {self.unpriced} batch rows of unknown models" if self.unpriced else "")
+        )
+        return out
+
+
+def _online_cost(row: dict) -> Decimal | None:
+    """What a batch row would have cost online (None: model not in the registry)."""
+    from llm.pricing import compute_cost
+    from llm.registry import get_model_info
+    from llm.types import Usage
+
+    model = get_model_info(row["model"])
+    if model is None:
+        return None
+    usage = Usage(
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        cached_tokens=row["cached_tokens"],
+        cache_write_tokens=row["cache_write_tokens"],
+        cache_write_1h_tokens=row.get("cache_write_1h_tokens") or 0,
+        reasoning_tokens=row["reasoning_tokens"],
+    )
+    try:
+        cost = compute_cost(model, usage, at=row["ts"]).total_cost
+    except ValueError:
+        return None
+    return cost.quantize(Decimal("1e-10"))
 
 
 def scan(
@@ -140,7 +222,8 @@ def _totals_of(rows: list[dict]) -> dict:
 
 def format_report(tables: Tables, by: str = "model") -> str:
     """The text report printed by the command (one pass over ``tables``)."""
-    rows = summarize(tables, by)
+    tiers = TierStats()
+    rows = summarize(tiers.watch(tables), by)
     total = _totals_of(rows)
     lines = [
         "=" * 96,
@@ -159,6 +242,8 @@ def format_report(tables: Tables, by: str = "model") -> str:
             f"{row['output_tokens']:>11,}{row['cached_tokens']:>11,}{row['total_cost']:>12.4f}"
             f"{row['cache_savings']:>11.4f}{row['avg_cost']:>11.6f}"
         )
+    lines.append("-" * 96)
+    lines.extend(tiers.lines())
     lines.append("=" * 96)
     return "\n".join(lines)
 

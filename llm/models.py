@@ -73,6 +73,12 @@ class Pricing(_Frozen):
 
     #: Gemini explicit caches: USD per million tokens per hour of storage.
     cache_storage_per_hour: Decimal | None = None
+    #: Batch APIs: whether cache reads are halved (``halved``) or stay at the online rate
+    #: (``standard``); unset: the provider's rule (:func:`llm.pricing.batch_tier`).
+    batch_cache_read_rule: Literal["halved", "standard"] | None = None
+    #: Batch APIs: a published (rounded) cached-input rate for short prompts that overrides
+    #: the rule (OpenAI publishes $0.13 where half of $0.25 would be $0.125).
+    batch_cache_read: Decimal | None = None
     source: str = ""
     checked: dt.date | None = None
 

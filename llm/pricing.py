@@ -16,7 +16,13 @@ Owns the billing rules, the same for every provider and driven by the registry d
 * dated prices: a call is billed at the rates in force on the UTC day it was made
   (:func:`rates_on`; ``pricing.changes`` in the registry). Callers pass the call's time as
   ``at``; the runtime passes the timestamp it books in the ledger, next to
-  :func:`price_effective_from` (which change, if any, priced the call).
+  :func:`price_effective_from` (which change, if any, priced the call);
+* service tier: ``standard`` (online) or ``batch`` (the providers' batch APIs, 50 % off).
+  :func:`batch_tier` derives the batch rates from the standard ones by each provider's rule:
+  Anthropic halves every rate, cache reads and writes included; OpenAI halves input, output
+  and writes, and halves the cached-input rate only from GPT-5 on (gpt-4.1, gpt-4o and the
+  o-series keep the standard cached-input rate in batch); Gemini halves input and output but
+  bills cache reads at the standard rate.
 
 All arithmetic is :class:`~decimal.Decimal`; no float is ever involved.
 """
@@ -24,13 +30,21 @@ All arithmetic is :class:`~decimal.Decimal`; no float is ever involved.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from typing import Literal, get_args
 
 from llm.models import ModelInfo, PriceTier, Pricing
 from llm.types import Cost, Usage
 
 MILLION = Decimal(1_000_000)
+
+#: How a call was served: online (``standard``) or through a provider batch API (``batch``).
+ServiceTier = Literal["standard", "batch"]
+SERVICE_TIERS: tuple[str, ...] = get_args(ServiceTier)
+BATCH_DISCOUNT = Decimal("0.5")
+_GPT_GENERATION = re.compile(r"^gpt-(\d+)")
 
 
 def _price(tokens: int | Decimal, rate_per_million: Decimal) -> Decimal:
@@ -79,13 +93,73 @@ def price_effective_from(model: ModelInfo, at: When = None) -> dt.date | None:
     return rates_on(model.pricing, at).effective_from
 
 
-def tier_for(pricing: Pricing, input_tokens: int, at: When = None) -> PriceTier:
-    """The rates for a request made at ``at`` whose prompt has ``input_tokens`` tokens."""
+def _half(rate: Decimal | None) -> Decimal | None:
+    return None if rate is None else rate * BATCH_DISCOUNT
+
+
+def batch_keeps_cached_input_rate(model: ModelInfo) -> bool:
+    """Whether ``model``'s cache reads cost the standard rate in batch: the registry's
+    ``batch_cache_read_rule`` if set, else the provider's rule (OpenAI before GPT-5 and
+    Gemini keep it; Anthropic and GPT-5 and later halve it)."""
+    rule = model.pricing.batch_cache_read_rule
+    if rule is not None:
+        return rule == "standard"
+    if model.provider == "google":
+        return True
+    if model.provider == "openai":
+        match = _GPT_GENERATION.match(model.api_id)
+        return match is None or int(match.group(1)) < 5
+    return False
+
+
+def batch_tier(model: ModelInfo, tier: PriceTier, *, long_context: bool = False) -> PriceTier:
+    """The batch-API rates matching the online rates ``tier`` of ``model``.
+
+    A cache read left at the standard rate is made explicit (``cache_read`` unset means
+    "the input rate", which is halved in batch). An unset write rate stays unset: it means
+    "the (halved) input rate". The registry's ``batch_cache_read`` (a published rounded
+    rate) wins for short prompts.
+    """
+    read = tier.cache_read if tier.cache_read is not None else tier.input
+    if not batch_keeps_cached_input_rate(model):
+        read = read * BATCH_DISCOUNT
+    if model.pricing.batch_cache_read is not None and not long_context:
+        read = model.pricing.batch_cache_read
+    return PriceTier(
+        input=tier.input * BATCH_DISCOUNT,
+        output=tier.output * BATCH_DISCOUNT,
+        cache_read=read,
+        cache_write_5m=_half(tier.cache_write_5m),
+        cache_write_1h=_half(tier.cache_write_1h),
+    )
+
+
+def check_service_tier(service_tier: str) -> ServiceTier:
+    """``service_tier`` itself if known, else ``ValueError``."""
+    if service_tier not in SERVICE_TIERS:
+        raise ValueError(f"unknown service tier {service_tier!r}; use one of {SERVICE_TIERS}")
+    return service_tier  # type: ignore[return-value]
+
+
+def tier_for(
+    pricing: Pricing,
+    input_tokens: int,
+    at: When = None,
+    *,
+    model: ModelInfo | None = None,
+    service_tier: ServiceTier = "standard",
+) -> PriceTier:
+    """The rates for a request made at ``at`` whose prompt has ``input_tokens`` tokens,
+    served at ``service_tier`` (``batch`` needs ``model`` for its provider's rule)."""
     rates = rates_on(pricing, at)
     threshold = pricing.long_context_threshold
-    if threshold is not None and rates.long_context is not None and input_tokens > threshold:
-        return rates.long_context
-    return rates.standard
+    long = threshold is not None and rates.long_context is not None and input_tokens > threshold
+    tier = rates.long_context if long and rates.long_context is not None else rates.standard
+    if check_service_tier(service_tier) == "batch":
+        if model is None:
+            raise ValueError("batch rates need the model (its provider's batch rule)")
+        tier = batch_tier(model, tier, long_context=long)
+    return tier
 
 
 def _read_rate(tier: PriceTier) -> Decimal:
@@ -128,15 +202,16 @@ def compute_cost(
     *,
     at: When = None,
     cache_storage_token_hours: Decimal | int = 0,
+    service_tier: ServiceTier = "standard",
 ) -> Cost:
     """What ``usage`` costs on ``model`` for a call made at ``at``, billed the way its
-    provider bills it (``at=None``: at today's rates).
+    provider bills it (``at=None``: at today's rates), online or in a batch (``service_tier``).
 
     ``cache_storage_token_hours`` (tokens x hours a Gemini explicit cache was kept) adds
     storage into ``cache_write_cost``. Raises ``ValueError`` for inconsistent usage.
     """
     _check_usage(usage)
-    tier = tier_for(model.pricing, usage.input_tokens, at)
+    tier = tier_for(model.pricing, usage.input_tokens, at, model=model, service_tier=service_tier)
     five_rate, hour_rate = _write_rates(tier)
     writes_1h = usage.cache_write_1h_tokens
     writes_5m = usage.cache_write_tokens - writes_1h
@@ -150,21 +225,28 @@ def compute_cost(
 
 
 def estimate_cost(
-    model: ModelInfo, input_tokens: int, output_tokens: int, *, at: When = None
+    model: ModelInfo,
+    input_tokens: int,
+    output_tokens: int,
+    *,
+    at: When = None,
+    service_tier: ServiceTier = "standard",
 ) -> Cost:
     """A dry-run price for a prompt and answer of the given sizes, without any caching."""
     usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
-    return compute_cost(model, usage, at=at)
+    return compute_cost(model, usage, at=at, service_tier=service_tier)
 
 
-def cache_savings(model: ModelInfo, usage: Usage, *, at: When = None) -> Decimal:
+def cache_savings(
+    model: ModelInfo, usage: Usage, *, at: When = None, service_tier: ServiceTier = "standard"
+) -> Decimal:
     """What caching saved on this call, in USD (negative when write surcharges dominate).
 
     ``cached x (input - read)`` saved on reads, minus ``writes x (write_rate - input)``
     paid extra on writes, at the tier the request was billed at.
     """
     _check_usage(usage)
-    tier = tier_for(model.pricing, usage.input_tokens, at)
+    tier = tier_for(model.pricing, usage.input_tokens, at, model=model, service_tier=service_tier)
     five_rate, hour_rate = _write_rates(tier)
     writes_1h = usage.cache_write_1h_tokens
     writes_5m = usage.cache_write_tokens - writes_1h

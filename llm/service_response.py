@@ -16,7 +16,7 @@ from typing import Any
 
 from llm.executor import Executed
 from llm.models import ModelInfo
-from llm.pricing import compute_cost, price_effective_from
+from llm.pricing import ServiceTier, compute_cost, price_effective_from
 from llm.types import Cost, LLMResponse
 
 #: Key of ``ProviderResult.provider_details`` holding Gemini explicit-cache storage.
@@ -36,8 +36,11 @@ def call_response(
     metadata: dict[str, Any],
     latency_s: float,
     at: dt.datetime | None = None,
+    service_tier: ServiceTier = "standard",
 ) -> LLMResponse:
-    """The response of one provider call made at ``at`` (``None``: now), priced."""
+    """The response of one provider call made at ``at`` (``None``: now), priced at
+    ``service_tier`` (``batch``: answered through a provider batch API, named in
+    ``metadata["tier"]``)."""
     result = executed.result
     when = at or dt.datetime.now(dt.UTC)
     cost = compute_cost(
@@ -45,10 +48,13 @@ def call_response(
         result.usage,
         at=when,
         cache_storage_token_hours=_storage_token_hours(result.provider_details),
+        service_tier=service_tier,
     )
     effective = price_effective_from(model, when)
     if effective is not None:
         metadata = {**metadata, "price_effective_from": effective.isoformat()}
+    if service_tier != "standard":
+        metadata = {**metadata, "tier": service_tier}
     return LLMResponse(
         text=result.text,
         model=model.name,

@@ -37,6 +37,10 @@ attempts                 int32                   how many attempts the request t
 streamed                 bool                    whether the answer was streamed
 price_effective_from     date32, nullable        date of the dated price change that priced
                                                  the row (null: the model's undated rates)
+tier                     string, nullable        service tier the row was billed at:
+                                                 ``standard`` (online) or ``batch`` (provider
+                                                 batch API); null in files written before
+                                                 the column existed = ``standard``
 =======================  ======================  =============================================
 
 The ledger never holds prompt or response text, nor any key.
@@ -60,7 +64,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -116,6 +120,7 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("attempts", pa.int32(), nullable=False),
         pa.field("streamed", pa.bool_(), nullable=False),
         pa.field("price_effective_from", pa.date32()),
+        pa.field("tier", pa.string()),
     ]
 )
 
@@ -153,6 +158,7 @@ class LedgerRecord(BaseModel):
     attempts: int = Field(1, ge=0)
     streamed: bool = False
     price_effective_from: date | None = None
+    tier: Literal["standard", "batch"] = "standard"
 
     @model_validator(mode="before")
     @classmethod
@@ -164,6 +170,11 @@ class LedgerRecord(BaseModel):
             if data.get("total_cost") is None:
                 data["total_cost"] = sum((Decimal(data.get(f, 0)) for f in _COST_FIELDS), _ZERO)
         return data
+
+    @field_validator("tier", mode="before")
+    @classmethod
+    def _standard_by_default(cls, value: Any) -> Any:
+        return "standard" if value is None else value
 
     @field_validator("row_id", mode="before")
     @classmethod
@@ -218,6 +229,7 @@ class LedgerRecord(BaseModel):
             attempts=response.attempts,
             streamed=streamed,
             price_effective_from=response.metadata.get("price_effective_from"),
+            tier=response.metadata.get("tier", "standard"),
             **costs,
         )
 

@@ -4,7 +4,7 @@
 :class:`~runtime.ledger_store.LedgerRecord`: token counts from the result's usage, cost from
 :func:`llm.pricing.compute_cost` at the rates in force at the row's ``ts`` (plus Gemini
 explicit-cache storage when the adapter reports ``provider_details["cache_storage_token_hours"]``),
-the date of those rates (``price_effective_from``) and savings from
+the date of those rates (``price_effective_from``), the service tier (``tier``) and savings from
 :func:`llm.pricing.cache_savings`. Only answered calls are metered; failed calls are not
 billed (see :mod:`runtime.engine` for why no error rows are written).
 
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from llm.executor import CallContext, Executed
-from llm.pricing import cache_savings, compute_cost, price_effective_from
+from llm.pricing import ServiceTier, cache_savings, compute_cost, price_effective_from
 from llm.providers.base import ProviderRequest
 from llm.types import Cost
 from runtime.ledger_store import LedgerRecord
@@ -39,9 +39,14 @@ def storage_token_hours(executed: Executed) -> Decimal:
 
 
 def price(
-    request: ProviderRequest, executed: Executed, at: datetime | None = None
+    request: ProviderRequest,
+    executed: Executed,
+    at: datetime | None = None,
+    *,
+    service_tier: ServiceTier = "standard",
 ) -> tuple[Cost, Decimal]:
-    """(cost, cache savings) of an answered call made at ``at`` (the rates in force then).
+    """(cost, cache savings) of an answered call made at ``at`` (the rates in force then),
+    online or through a provider batch API (``service_tier``).
 
     Usage the pricing rules reject (an adapter bug) is logged and priced at zero rather than
     losing an answer that was already paid for; its token counts still reach the ledger.
@@ -53,8 +58,9 @@ def price(
             usage,
             at=at,
             cache_storage_token_hours=storage_token_hours(executed),
+            service_tier=service_tier,
         )
-        return cost, cache_savings(request.model, usage, at=at)
+        return cost, cache_savings(request.model, usage, at=at, service_tier=service_tier)
     except ValueError as error:
         logger.warning(
             "llm cost not computable model=%s provider=%s error=%s",
@@ -73,11 +79,13 @@ def meter(
     latency_s: float,
     streamed: bool,
     ts: datetime | None = None,
+    service_tier: ServiceTier = "standard",
 ) -> LedgerRecord:
-    """The ledger row of one answered call, priced at the rates in force at ``ts``."""
+    """The ledger row of one answered call, priced at the rates in force at ``ts`` for its
+    ``service_tier`` (``batch``: answered through a provider batch API)."""
     usage = executed.result.usage
     when = ts or datetime.now(UTC)
-    cost, savings = price(request, executed, when)
+    cost, savings = price(request, executed, when, service_tier=service_tier)
     return LedgerRecord(
         request_id=ctx.request_id,
         job_id=ctx.job_id or NO_JOB,
@@ -102,4 +110,5 @@ def meter(
         latency_s=max(latency_s, 0.0),
         attempts=executed.attempts,
         streamed=streamed,
+        tier=service_tier,
     )

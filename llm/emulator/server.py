@@ -4,9 +4,11 @@ Routes (every wire module is imported defensively: a missing one just leaves its
 out): Anthropic ``POST /v1/messages`` and ``/v1/messages/count_tokens``; OpenAI
 ``POST /v1/chat/completions`` and ``/v1/responses``; Gemini, under ``/v1/`` and
 ``/v1beta/``, ``POST models/{model}:generateContent|streamGenerateContent|countTokens`` and
-``cachedContents`` (create, list, get, patch, delete). ``GET /_emulator/stats`` (counters,
-plus the admission timeline: admissions, 429s, the share of the enforced rate used and the
-most calls in flight at once) and ``POST /_emulator/reset`` are for tests and benchmarks. The server only moves bytes: the
+``cachedContents`` (create, list, get, patch, delete); the three batch APIs
+(:mod:`llm.emulator.batch_routes`). ``GET /_emulator/stats`` (counters, plus the admission
+timeline: admissions, 429s, the share of the enforced rate used and the most calls in flight
+at once) and ``POST /_emulator/reset`` are for tests and benchmarks. The server only moves
+bytes: the
 wire modules translate and the :class:`~llm.emulator.engine.Engine` decides.
 
 Public API: :class:`EmulatorConfig`, :class:`Emulator` (async context manager),
@@ -102,6 +104,7 @@ class EmulatorApp:
         add = app.router.add_route
         add("GET", "/_emulator/stats", self._stats)
         add("POST", "/_emulator/reset", self._reset)
+        _add_batch_routes(app, self)  # provider batch APIs (llm/emulator/batch_routes.py)
         if self.anthropic is not None:
             add("POST", "/v1/messages", self._anthropic_messages)
             add("POST", "/v1/messages/count_tokens", self._anthropic_count)
@@ -375,6 +378,13 @@ class EmulatorApp:
             return wire.render_cached_content(self.engine.get_cached_content(key, name))
 
         return await self._gemini_cache_call(request, act)
+
+
+def _add_batch_routes(app: web.Application, emu: EmulatorApp) -> None:
+    batch = _load_wire("batch_routes")
+    if batch is not None:
+        wires = {"anthropic": emu.anthropic, "openai": emu.openai, "google": emu.gemini}
+        batch.add_batch_routes(app, emu.engine, wires)
 
 
 def _with_stream(req: EmuRequest, stream: bool) -> EmuRequest:

@@ -1,0 +1,473 @@
+"""``--mode batch`` of the batch job: rows through the providers' batch APIs at batch prices.
+
+:func:`run_provider_batches` validates every new row exactly as the online path does
+(:func:`jobs.batch_dryrun.build_request`; invalid rows become error rows), groups the rest by
+provider and model, and splits each group by the provider's size limits (request count and
+bytes, :class:`~llm.providers.batch_base.BatchAdapter`). Before a batch is submitted the
+budget cap reserves its estimated cost at batch prices (every row using its whole output
+budget); a batch that would pass the cap is not submitted and its rows count as not started.
+A row too large for its provider's batch is an error row, or, in ``auto`` mode
+(``leave_uncarried``), left for the online path. The batch id is journaled (:class:`runtime.batch_journal.BatchJournal`, fsynced) the moment
+the provider accepts it. The run then polls every open batch, printing states, counts and an
+ETA (Anthropic rows sharing a cached prefix get the 1-hour cache TTL,
+:func:`batch_cache_ttl`), and as each batch ends checks structured output against the row's schema (a batch
+cannot re-ask: a reply that does not validate is a ``StructuredOutputError`` row, billed) and
+writes its rows to the same Parquet output (and the same ledger,
+``tier = "batch"``, deduplicated by request id) as the online path, then journals it
+collected.
+
+A rerun (same ``--output``) re-attaches to the batches journaled but not collected instead of
+sending their rows again, skips rows already in the output, and sends the rest. Rows that
+expired or were canceled in a batch are written as retryable errors, so the next run sends
+them again (within the budget).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TextIO
+
+from jobs.batch_core import BatchSummary, row_request_id
+from jobs.batch_dryrun import build_request
+from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
+from jobs.batch_output import error_row, ok_row
+from llm.config import Settings
+from llm.exceptions import InvalidRequestError, LLMError, StructuredOutputError
+from llm.executor import Executed
+from llm.models import ModelInfo
+from llm.pricing import cache_savings, compute_cost, estimate_cost
+from llm.providers.base import ProviderRequest
+from llm.providers.batch_base import BatchAdapter, BatchRow, BatchStatus, make_batch_adapter
+from llm.providers.common import estimate_prompt_tokens
+from llm.registry import resolve_model
+from llm.service_response import call_response
+from llm.structured import parse_structured
+from llm.types import LLMResponse
+from runtime.batch_journal import BatchJournal, JournaledBatch
+from runtime.ledger_store import LedgerRecord, LedgerWriter
+
+AdapterFactory = Callable[[str, Settings], BatchAdapter]
+_ZERO = Decimal(0)
+
+
+@dataclass
+class PlannedBatch:
+    """Rows of one provider and model that fit in one batch."""
+
+    provider: str
+    model: ModelInfo
+    rows: list[RowRequest] = field(default_factory=list)
+    requests: list[ProviderRequest] = field(default_factory=list)
+    size_bytes: int = 0
+
+    def estimate(self) -> Decimal:
+        """Upper cost bound at batch prices (every row uses its whole output budget)."""
+        return sum(
+            (
+                estimate_cost(
+                    req.model, estimate_prompt_tokens(req), req.max_tokens, service_tier="batch"
+                ).total_cost
+                for req in self.requests
+            ),
+            _ZERO,
+        )
+
+
+def batch_cache_ttl(requests: list[ProviderRequest]) -> list[ProviderRequest]:
+    """Anthropic rows of one batch that cache a prefix use the 1-hour TTL when at least two
+    of them cache (a batch runs for minutes to hours, so a 5-minute entry would expire between
+    rows and be written again at 1.25x; one 2x write then serves every later row at 0.1x)."""
+    caching = [req for req in requests if req.enable_caching and req.model.provider == "anthropic"]
+    if len(caching) < 2:
+        return requests
+    chosen = {id(req) for req in caching}
+    return [
+        req.model_copy(update={"cache_ttl": "1h"}) if id(req) in chosen else req for req in requests
+    ]
+
+
+def plan_batches(
+    items: list[tuple[RowRequest, ProviderRequest]],
+    limits: Callable[[str], tuple[int, int]],
+    body_size: Callable[[str, BatchRow], int],
+) -> list[PlannedBatch]:
+    """Group rows by provider and model (first-seen order) and split each group so no batch
+    passes ``limits(provider)`` = (max requests, max bytes)."""
+    groups: dict[tuple[str, str], list[PlannedBatch]] = {}
+    for row, request in items:
+        provider = request.model.provider
+        max_requests, max_bytes = limits(provider)
+        size = body_size(provider, BatchRow(custom_id=row.request_id, request=request))
+        chunks = groups.setdefault((provider, request.model.name), [])
+        if (
+            not chunks
+            or len(chunks[-1].rows) >= max_requests
+            or chunks[-1].size_bytes + size > max_bytes
+        ):
+            chunks.append(PlannedBatch(provider, request.model))
+        chunk = chunks[-1]
+        chunk.rows.append(row)
+        chunk.requests.append(request)
+        chunk.size_bytes += size
+    return [chunk for chunks in groups.values() for chunk in chunks]
+
+
+@dataclass
+class _Open:
+    journaled: JournaledBatch
+    submitted_at: float
+    status: BatchStatus | None = None
+    reserved: Decimal = _ZERO
+
+
+class ProviderBatchRun:
+    """One run of ``--mode batch`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        output_dir: Any,
+        writer: Any,
+        done_ids: set[str],
+        settings: Settings,
+        budget_usd: Decimal | None = None,
+        spent_before: Decimal = _ZERO,
+        poll_s: float = 30.0,
+        adapter_factory: AdapterFactory | None = None,
+        ledger: LedgerWriter | None = None,
+        out: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        leave_uncarried: bool = False,
+    ) -> None:
+        self.job_id = job_id
+        self.writer = writer
+        self.done_ids = done_ids
+        self.settings = settings
+        self.budget_usd = budget_usd
+        self.poll_s = poll_s
+        self.journal = BatchJournal(output_dir)
+        self.ledger = ledger
+        self.out = out or sys.stderr
+        self.clock = clock
+        self._factory = adapter_factory or (lambda p, s: make_batch_adapter(p, s))
+        self._adapters: dict[str, BatchAdapter] = {}
+        self.summary = BatchSummary(spent_before=spent_before, budget_usd=budget_usd)
+        self.reserved = _ZERO
+        self.open: list[_Open] = []
+        self.submitted = 0
+        self.reattached = 0
+        #: What the rows answered in this run would have cost online, minus their cost.
+        self.batch_savings = _ZERO
+        #: Structured-output schemas by row id (checked when results arrive).
+        self.schemas: dict[str, dict[str, Any]] = {}
+        #: Rows too large for their provider's batch: left for the online path (``auto``)
+        #: when ``leave_uncarried``, else written as errors.
+        self.leave_uncarried = leave_uncarried
+        self.uncarried = 0
+
+    def adapter(self, provider: str) -> BatchAdapter:
+        if provider not in self._adapters:
+            self._adapters[provider] = self._factory(provider, self.settings)
+        return self._adapters[provider]
+
+    def _limits(self, provider: str) -> tuple[int, int]:
+        adapter = type(self.adapter(provider))
+        return adapter.max_requests, adapter.max_bytes
+
+    def _body_size(self, provider: str, row: BatchRow) -> int:
+        body = type(self.adapter(provider)).request_body(row)
+        return len(json.dumps(body, separators=(",", ":"), default=str).encode()) + 1
+
+    # ------------------------------------------------------------------ intake
+    def _valid_rows(self, rows: Iterable[InputItem | dict[str, Any]], skip: set[str]) -> list:
+        seen: set[str] = set()
+        valid: list[tuple[RowRequest, ProviderRequest]] = []
+        for line, item in enumerate(rows, start=1):
+            if isinstance(item, dict):
+                item = parse_row(item, line)
+            self.summary.rows_seen += 1
+            schema = getattr(item, "options", {}).get("structured_output_schema")
+            if isinstance(schema, dict):
+                self.schemas[item.row_id] = schema
+            if item.row_id in self.done_ids or item.row_id in skip:
+                self.summary.skipped_done += 1
+                continue
+            if item.row_id in seen:
+                self.summary.duplicates += 1
+                continue
+            seen.add(item.row_id)
+            request_id = row_request_id(self.job_id, item.row_id)
+            if isinstance(item, InvalidRow):
+                self._error(item.row_id, request_id, item.error, item.model)
+                continue
+            row = item.for_job(self.job_id, request_id)
+            try:
+                request = build_request(
+                    row,
+                    default_model=self.settings.default_model,
+                    caching_default=self.settings.enable_caching,
+                )
+            except LLMError as error:
+                self._error(row.row_id, request_id, error, row.model)
+                continue
+            provider = request.model.provider
+            size = self._body_size(provider, BatchRow(custom_id=request_id, request=request))
+            if size > self._limits(provider)[1]:
+                if self.leave_uncarried:
+                    self.uncarried += 1
+                else:
+                    too_large = InvalidRequestError(
+                        f"the row ({size} bytes) exceeds the {provider} batch limit",
+                        provider=provider,
+                        model=request.model.name,
+                    )
+                    self._error(row.row_id, request_id, too_large, request.model.name)
+                continue
+            valid.append((row, request))
+        return valid
+
+    def _error(self, row_id: str, request_id: str, error: BaseException, model: str | None) -> None:
+        self.writer.add(
+            error_row(
+                row_id=row_id, job_id=self.job_id, request_id=request_id, error=error, model=model
+            )
+        )
+        self.summary.record_error(error)
+
+    # ------------------------------------------------------------------ submit
+    async def _submit(self, batch: PlannedBatch, index: int) -> None:
+        estimate = batch.estimate()
+        if self.budget_usd is not None:
+            if self.summary.spend + self.reserved + estimate > self.budget_usd:
+                self.summary.not_started += len(batch.rows)
+                self.summary.budget_stopped = True
+                return
+        self.reserved += estimate
+        pairs = [(row.request_id, row.row_id) for row in batch.rows]
+        self.journal.append(
+            "submitting", provider=batch.provider, model=batch.model.name, rows=pairs
+        )
+        requests = batch_cache_ttl(batch.requests)
+        rows = [
+            BatchRow(custom_id=row.request_id, request=request)
+            for row, request in zip(batch.rows, requests, strict=True)
+        ]
+        try:
+            batch_id = await self.adapter(batch.provider).submit(
+                rows, display_name=f"{self.job_id}-{index}"
+            )
+        except LLMError as error:
+            self.reserved -= estimate
+            for row in batch.rows:
+                self._error(row.row_id, row.request_id, error, batch.model.name)
+            return
+        self.journal.append(
+            "submitted",
+            batch_id=batch_id,
+            provider=batch.provider,
+            model=batch.model.name,
+            rows=pairs,
+            estimate_usd=str(estimate),
+        )
+        self.submitted += 1
+        journaled = JournaledBatch(batch_id, batch.provider, batch.model.name, pairs)
+        self.open.append(_Open(journaled, self.clock(), reserved=estimate))
+
+    # ------------------------------------------------------------------ collect
+    async def _collect(self, item: _Open) -> None:
+        batch = item.journaled
+        model = resolve_model(batch.model)
+        custom_ids = [cid for cid, _ in batch.rows]
+        results = await self.adapter(batch.provider).results(batch.batch_id, model.name, custom_ids)
+        row_ids = dict(batch.rows)
+        now = datetime.now(UTC)
+        latency = max(0.0, self.clock() - item.submitted_at)
+        records: list[LedgerRecord] = []
+        actual = _ZERO
+        for row in results:
+            row_id = row_ids[row.custom_id]
+            if row_id in self.done_ids:  # written before a crash, collected again
+                continue
+            if row.result is None:
+                self._error(row_id, row.custom_id, row.error or LLMError("no result"), model.name)
+                continue
+            response = call_response(
+                model,
+                Executed(result=row.result),
+                call_id=row.custom_id,
+                metadata={"job_id": self.job_id, "row_id": row_id},
+                latency_s=latency,
+                at=now,
+                service_tier="batch",
+            )
+            savings = cache_savings(model, row.result.usage, at=now, service_tier="batch")
+            cost = response.cost.total_cost if response.cost else _ZERO
+            response, problem = _structured(response, self.schemas.get(row_id))
+            if problem is not None:  # answered (and billed), but not what the schema asks
+                self._error(row_id, row.custom_id, problem, model.name)
+                self.summary.cost += cost
+            else:
+                self.writer.add(
+                    ok_row(
+                        row_id=row_id,
+                        job_id=self.job_id,
+                        request_id=row.custom_id,
+                        response=response,
+                        savings=savings,
+                        latency_s=latency,
+                    )
+                )
+                self.summary.record_ok(response, savings)
+            actual += cost
+            online = compute_cost(model, row.result.usage, at=now).total_cost
+            self.batch_savings += online - cost
+            records.append(
+                LedgerRecord.from_response(
+                    response,
+                    job_id=self.job_id,
+                    row_id=row_id,
+                    request_id=row.custom_id,
+                    ts=now,
+                    cache_savings=savings,
+                )
+            )
+        self.writer.flush()
+        if self.ledger is not None and records:
+            self.ledger.append(records, durable=True)
+        self.journal.append("collected", batch_id=batch.batch_id)
+        self.reserved -= item.reserved
+
+    # ------------------------------------------------------------------ progress
+    def _report(self) -> None:
+        states: dict[str, int] = {}
+        done = total = 0
+        for item in self.open:
+            status = item.status
+            key = status.state if status else "submitted"
+            states[key] = states.get(key, 0) + 1
+            if status is not None:
+                total += status.total
+                done += status.succeeded + status.errored
+        state_text = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
+        waited = max((self.clock() - item.submitted_at for item in self.open), default=0.0)
+        if 0 < done < total:
+            eta = f"ETA {waited * (total - done) / done:.0f}s"
+        else:
+            eta = "ETA: provider-dependent (within 24 h)"
+        print(
+            f"batches open: {len(self.open)} ({state_text}); rows answered {done}/{total}; "
+            f"waited {waited:.0f}s; {eta}; rows written {self.summary.done}",
+            file=self.out,
+        )
+
+    async def _poll(self) -> None:
+        while self.open:
+            for item in list(self.open):
+                batch = item.journaled
+                try:
+                    item.status = await self.adapter(batch.provider).status(batch.batch_id)
+                except LLMError as error:
+                    if not error.retryable:
+                        raise
+                    print(f"poll of {batch.batch_id} failed ({error.error_type}); retrying",
+                          file=self.out)  # fmt: skip
+                    continue
+                if item.status.ended:
+                    await self._collect(item)
+                    self.open.remove(item)
+            if self.open:
+                self._report()
+                await asyncio.sleep(self.poll_s)
+
+    # ------------------------------------------------------------------ run
+    async def run(self, rows: Iterable[InputItem | dict[str, Any]]) -> BatchSummary:
+        started = self.clock()
+        in_flight = self.journal.in_flight()
+        skip = {row_id for batch in in_flight for _, row_id in batch.rows}
+        for batch in in_flight:
+            self.open.append(_Open(batch, self.clock(), reserved=Decimal(batch.estimate_usd)))
+            self.reserved += Decimal(batch.estimate_usd)
+            self.reattached += 1
+        if in_flight:
+            print(f"re-attached to {len(in_flight)} batch(es) in flight", file=self.out)
+        valid = self._valid_rows(rows, skip)
+        self.writer.flush()
+        for index, batch in enumerate(
+            plan_batches(valid, self._limits, self._body_size), start=self.submitted
+        ):
+            await self._submit(batch, index)
+        try:
+            await self._poll()
+        finally:
+            self.summary.wall_s = self.clock() - started
+            for adapter in self._adapters.values():
+                await adapter.aclose()  # type: ignore[attr-defined]
+        return self.summary
+
+
+def _structured(
+    response: LLMResponse, schema: dict[str, Any] | None
+) -> tuple[LLMResponse, StructuredOutputError | None]:
+    """The response with its parsed ``structured_output``, or the validation error (a batch
+    cannot re-ask inside the batch; the online path re-asks)."""
+    if schema is None:
+        return response, None
+    value, problem = parse_structured(response.text, schema)
+    if problem is not None:
+        error = StructuredOutputError(
+            f"the batch answer does not match the schema: {problem}",
+            raw_text=response.text,
+            validation_error=problem,
+            provider=response.provider,
+            model=response.model,
+        )
+        return response, error
+    return response.model_copy(update={"structured_output": value}), None
+
+
+def batch_cost_estimates(
+    rows: Iterable[InputItem], *, default_model: str
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """Per model: (online, batch) upper cost bound of the valid rows (for the dry run)."""
+    out: dict[str, tuple[Decimal, Decimal]] = {}
+    for item in rows:
+        if isinstance(item, InvalidRow):
+            continue
+        try:
+            request = build_request(item, default_model=default_model)
+        except LLMError:
+            continue
+        tokens = estimate_prompt_tokens(request)
+        online = estimate_cost(request.model, tokens, request.max_tokens).total_cost
+        batch = estimate_cost(
+            request.model, tokens, request.max_tokens, service_tier="batch"
+        ).total_cost
+        before = out.get(request.model.name, (_ZERO, _ZERO))
+        out[request.model.name] = (before[0] + online, before[1] + batch)
+    return out
+
+
+def format_batch_costs(costs: dict[str, tuple[Decimal, Decimal]]) -> str:
+    """The dry run's online-vs-batch table (upper bounds)."""
+    lines = [
+        f"{'model':<26}{'online max $':>16}{'batch max $':>16}{'saving $':>14}",
+        "-" * 72,
+    ]
+    total_online = total_batch = _ZERO
+    for name, (online, batch) in sorted(costs.items(), key=lambda kv: -kv[1][0]):
+        total_online += online
+        total_batch += batch
+        lines.append(f"{name[:25]:<26}{online:>16.4f}{batch:>16.4f}{online - batch:>14.4f}")
+    lines.append("-" * 72)
+    lines.append(
+        f"{'TOTAL':<26}{total_online:>16.4f}{total_batch:>16.4f}{total_online - total_batch:>14.4f}"
+    )
+    return "\n".join(lines)
