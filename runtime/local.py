@@ -83,6 +83,16 @@ class EngineExecutor:
             async for item in items:
                 yield item
 
+    def capacity(self) -> int | None:
+        """Calls worth having in flight over every engine (None before the first call).
+
+        The sum of the engines' in-flight targets (:mod:`runtime.inflight`); a batch job
+        sizes its look-ahead from it.
+        """
+        if not self._engines:
+            return None
+        return sum(engine.inflight.target() for engine in self._engines.values())
+
     def stats(self) -> dict[str, EngineStats]:
         """Stats of every engine created so far, by provider."""
         return {provider: engine.stats() for provider, engine in self._engines.items()}

@@ -30,14 +30,23 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-def make(*, probe: bool = False, **limits) -> tuple[RateLimiter, FakeClock]:
-    """A limiter on a fake clock; bucket tests skip the calibration probe (tested below)."""
+def make(
+    *, probe: bool = False, burst_s: float = 60.0, pace: float = 1.0, **limits
+) -> tuple[RateLimiter, FakeClock]:
+    """A limiter on a fake clock; bucket tests skip the calibration probe (tested below).
+
+    By default a bucket holds a whole minute and refills at exactly the limit, so the
+    arithmetic of admissions is easy to follow; the short-window defaults are tested in
+    tests/test_limiter_realistic.py.
+    """
     clock = FakeClock()
     limiter = RateLimiter(
         AccountLimits(**limits),
         clock=clock,
         sleep=clock.sleep,
         probe_timeout_s=30.0 if probe else 0.0,
+        burst_s=burst_s,
+        pace=pace,
     )
     return limiter, clock
 
@@ -341,12 +350,17 @@ async def test_probe_settle_without_headers_releases_followers():
     assert clock.now < 1.2
 
 
-async def test_lost_probe_times_out_and_unlimited_limiter_never_probes():
+async def test_lost_probe_times_out_and_unconfigured_limiter_probes_too():
     limiter, clock = make(probe=True, rpm=6000)
     await limiter.reserve(1, 1)  # never settled
     await limiter.reserve(1, 1)
     assert clock.now >= 30.0 and limiter.calibrated
-    unlimited, clock2 = make(probe=True)
-    await unlimited.reserve(1, 1)
-    await unlimited.reserve(1, 1)
-    assert clock2.now == 0.0
+    # No limit configured: the first request still goes alone, to learn them.
+    unknown, clock2 = make(probe=True)
+    await unknown.reserve(1, 1)
+    follower = asyncio.ensure_future(unknown.reserve(1, 1))
+    await clock2.sleep(2.0)
+    assert not follower.done()
+    unknown.observe(RateLimitSnapshot(requests_limit=600, requests_remaining=599))
+    await follower
+    assert clock2.now < 2.2 and unknown.known_limits() == {"rpm": 600}
