@@ -11,12 +11,14 @@ at ``cap / L`` instead.
 * with a known rate (configured or learned limits, see
   :meth:`~runtime.limiter.RateLimiter.request_rate`):
   ``ceil(rate x latency x HEADROOM) + SPARE`` where ``latency`` is a running mean of the
-  account's observed call durations (:data:`INITIAL_LATENCY_S` before any) and ``HEADROOM``
+  account's observed call durations (starting from :data:`INITIAL_LATENCY_S`) and ``HEADROOM``
   covers the heavy tail and the bias of early means towards fast answers; the limiter still
   paces admissions, so a generous target costs memory, not 429s;
-* while the limiter is still calibrating (its first request out alone): 1;
+* while the limiter is still calibrating (its slow start, before the first answer): the
+  upper bound, since the limiter's slow start is what holds calls back then;
 * with no known rate (answers carry no rate-limit headers: Gemini): a congestion window,
-  grown by one per answer (slow start, doubling per round trip) until the first 429, then by
+  starting from the calls in flight when the limiter's calibration ended, grown by one per
+  answer (slow start, doubling per round trip) until the first 429, then by
   ``1 / window`` per answer (additive increase), and halved by a 429 for a call started
   after the previous halving (multiplicative decrease);
 
@@ -76,8 +78,8 @@ class InFlightController:
         self._clock = clock
         self.in_flight = 0
         self.latency_s = INITIAL_LATENCY_S
-        self._latency_seen = 0
         self.window = 1.0
+        self._window_open = False
         self._threshold = float(self.max_in_flight)
         self._last_cut: float | None = None
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -93,8 +95,11 @@ class InFlightController:
         if rate is not None:
             wanted = math.ceil(rate * self.latency_s * HEADROOM) + SPARE
         elif not rates.calibrated:
-            wanted = 1
+            wanted = self.max_in_flight
         else:
+            if not self._window_open:
+                self._window_open = True
+                self.window = max(1.0, float(self.in_flight))
             wanted = int(self.window)
         return max(1, min(self.max_in_flight, wanted))
 
@@ -142,12 +147,10 @@ class InFlightController:
     def finished(self, started_at: float, *, ok: bool, rate_limited: bool = False) -> None:
         """Feed back one call: its duration, and whether it was refused with a 429."""
         if ok:
+            # From INITIAL_LATENCY_S, not from the first answer: the first answers of a burst
+            # are its fastest ones, and a target set from them would cap the rate.
             duration = max(self._clock() - started_at, 0.0)
-            if self._latency_seen == 0:
-                self.latency_s = duration if duration > 0 else self.latency_s
-            else:
-                self.latency_s += LATENCY_WEIGHT * (duration - self.latency_s)
-            self._latency_seen += 1
+            self.latency_s += LATENCY_WEIGHT * (duration - self.latency_s)
             if self.window < self._threshold:
                 self.window += 1.0  # slow start: one more per answer
             else:

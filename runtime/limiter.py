@@ -37,11 +37,17 @@ learned limit follows the headers up or down; a configured limit is only ever lo
 when the provider admitted that one request, while other requests of ours were in flight, so
 it may predate our latest admissions. (``reset`` adds nothing the refill rate does not say.)
 
-Calibration. A new limiter knows neither the account's limits (when none are configured) nor
-how much of its budget other clients are spending, so the first request goes alone (the
-probe): the next callers wait until its rate-limit headers are observed or it is settled (or
-``probe_timeout_s`` passes). An account whose answers carry no headers (Gemini) is then paced
-by the in-flight window of :mod:`runtime.inflight` and by what its 429s teach.
+Calibration (slow start). A new limiter knows neither the account's limits (when none are
+configured) nor how much of its budget other clients are spending. Until the first answer's
+rate-limit headers are observed (or an answer is settled, or a 429 arrives, or
+``probe_timeout_s`` passes) admissions follow a slow start instead of the buckets alone: one
+request (the probe) at first, then 2, 4, ... per :data:`BLIND_STEP_S`, never more than
+:data:`BLIND_MAX_PER_STEP` per step. With seconds-long answers the first answer's headers
+come only after a few seconds; the slow start keeps the account busy meanwhile without a
+blind burst (at most 23 requests in the first second), and on an account too small for it
+the first 429, answered at once and carrying the limits in its headers, ends it. An account
+whose answers carry no headers (Gemini) is then paced by the in-flight window of
+:mod:`runtime.inflight` and by what its 429s teach.
 
 429s. :meth:`RateLimiter.penalize` stops all admissions until ``now + retry_after`` and
 empties the buckets (the provider just said the account has no room). A second 429 for a
@@ -77,13 +83,21 @@ BUCKETS = ("rpm", "itpm", "otpm", "tpm")
 #: Seconds of a limit a bucket holds (what may leave at once after an idle spell).
 DEFAULT_BURST_S = 0.5
 #: Share of each limit the buckets refill at (slack for the provider's short window).
-DEFAULT_PACE = 0.985
+DEFAULT_PACE = 0.995
 #: A 429 for a request admitted after the previous 429 multiplies the pace by this...
 PACE_CUT = 0.8
 #: ...but never below this share of the limit;
 PACE_FLOOR = 0.5
 #: and the pace recovers by this share of the limit per second without such 429s.
 PACE_RECOVERY_PER_S = 0.005
+#: Slow start before the first answer: step length, and most admissions per step (the
+#: steps admit 1, 2, 4, then this many).
+BLIND_STEP_S = 0.2
+BLIND_MAX_PER_STEP = 8
+#: A request limit learned after the slow start may begin with the budget the slow start
+#: left unused, up to this many bursts (the provider's window holds a second's worth).
+CATCH_UP_BURSTS = 1.5
+_BLIND_POLL_S = 0.01
 #: Weight of the newest answer in the running mean tokens per request.
 _MEAN_WEIGHT = 0.05
 
@@ -144,7 +158,7 @@ class _Bucket:
             self.level = min(self.level, self.capacity)
 
     def refill(self, now: float) -> None:
-        if now > self.updated:
+        if now > self.updated and self.level < self.capacity:
             self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
         self.updated = now
 
@@ -154,7 +168,9 @@ class _Bucket:
         return 0.0 if self.level >= need else (need - self.level) / self.rate
 
     def debit(self, amount: float) -> None:
-        self.level = min(self.capacity, self.level - amount)
+        """Take ``amount`` (a refund when negative, never above capacity or the level)."""
+        level = self.level - amount
+        self.level = min(level, max(self.capacity, self.level)) if amount < 0 else level
 
 
 class RateLimiter:
@@ -202,10 +218,11 @@ class RateLimiter:
         self.outputs = OutputEstimate()
         self._mean_in: float | None = None
         self._mean_out: float | None = None
-        # Calibration probe: the first request goes alone (probe_timeout_s=0 turns it off).
+        # Slow start until the first answer (probe_timeout_s=0 turns it off).
         self._calibrated = probe_timeout_s <= 0
         self._probe_started: float | None = None
         self._probe_timeout = probe_timeout_s
+        self._blind_sent = 0
 
     # --- admission ----------------------------------------------------------------------
 
@@ -219,8 +236,8 @@ class RateLimiter:
         self.waiting += 1
         try:
             async with self._lock:
-                while self._probe_in_flight():
-                    await self._sleep(min(self._poll, 0.05) if self._poll > 0 else 0.05)
+                while (blind := self._blind_wait()) > _EPSILON_S:
+                    await self._sleep(min(blind, _BLIND_POLL_S))  # an answer may end it
                 estimate = self.outputs.estimate(output_tokens)
                 while (wait := self._wait_time(input_tokens, estimate)) > _EPSILON_S:
                     # Sleep in slices so refunds and corrections made meanwhile are seen.
@@ -228,8 +245,10 @@ class RateLimiter:
                     estimate = self.outputs.estimate(output_tokens)
                 now = self._clock()
                 self._debit({"rpm": 1, **self._token_costs(input_tokens, estimate)})
-                if not self._calibrated and self._probe_started is None:
-                    self._probe_started = now
+                if not self._calibrated:
+                    self._blind_sent += 1
+                    if self._probe_started is None:
+                        self._probe_started = now
         finally:
             self.waiting -= 1
         return Reservation(
@@ -241,14 +260,18 @@ class RateLimiter:
             max_output_tokens=output_tokens,
         )
 
-    def _probe_in_flight(self) -> bool:
-        """True while the first (probe) request is out and its answer not yet seen."""
+    def _blind_wait(self) -> float:
+        """Seconds until the slow start admits the next request (0: now, or calibrated)."""
         if self._calibrated or self._probe_started is None:
-            return False
-        if self._clock() - self._probe_started >= self._probe_timeout:
+            return 0.0
+        elapsed = self._clock() - self._probe_started
+        if elapsed >= self._probe_timeout:
             self._calibrated = True  # never wait forever on a lost probe
-            return False
-        return True
+            return 0.0
+        step = int(elapsed / BLIND_STEP_S)
+        if self._blind_sent < blind_allowance(step):
+            return 0.0
+        return min((step + 1) * BLIND_STEP_S - elapsed, self._probe_timeout - elapsed)
 
     @property
     def calibrated(self) -> bool:
@@ -321,9 +344,14 @@ class RateLimiter:
         bucket = self._buckets.get(name)
         if bucket is None:
             if limit is not None and limit > 0:
-                self._buckets[name] = _Bucket(
-                    limit, now, burst_s=self._burst_s, pace=self._pace, level=remaining
-                )
+                bucket = _Bucket(limit, now, burst_s=self._burst_s, pace=self._pace)
+                if name == "rpm" and self._probe_started is not None:
+                    unused = bucket.rate * (now - self._probe_started) - self._blind_sent
+                    bucket.level = min(bucket.capacity * CATCH_UP_BURSTS, bucket.level + unused)
+                    bucket.level = max(bucket.level, 0.0)
+                if remaining is not None:
+                    bucket.level = min(bucket.level, float(remaining))
+                self._buckets[name] = bucket
             return
         if limit is not None and limit > 0 and limit != bucket.limit:
             if limit < bucket.limit or name not in self._configured:
@@ -402,6 +430,14 @@ class RateLimiter:
     def known_limits(self) -> dict[str, int]:
         """Per-minute limit of each bucket, configured or learned from headers."""
         return {name: int(bucket.limit) for name, bucket in self._buckets.items()}
+
+
+def blind_allowance(step: int) -> int:
+    """Admissions the slow start allows through step ``step`` (0-based) before an answer."""
+    doubling = BLIND_MAX_PER_STEP.bit_length() - 1  # steps that double: 1, 2, 4, ...
+    if step < doubling:
+        return 2 ** (step + 1) - 1
+    return 2**doubling - 1 + (step - doubling + 1) * BLIND_MAX_PER_STEP
 
 
 def _mean(current: float | None, value: float) -> float:

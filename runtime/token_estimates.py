@@ -32,7 +32,8 @@ WINDOW = 256
 QUANTILE = 0.9
 #: Added to the quantile (answers vary).
 MARGIN = 0.05
-#: Ratios learned before the quantile is recomputed (it is sorted then).
+#: Ratios learned before the quantile is recomputed (it is sorted then; at first, after
+#: every answer while fewer than this are known).
 _REFRESH_EVERY = 16
 
 
@@ -65,7 +66,7 @@ class OutputEstimate:
             return
         self._ratios.append(min(1.0, output_tokens / max_tokens))
         self._since_refresh += 1
-        if self._ratio is None or self._since_refresh >= _REFRESH_EVERY:
+        if len(self._ratios) <= _REFRESH_EVERY or self._since_refresh >= _REFRESH_EVERY:
             self._refresh()
 
     def _refresh(self) -> None:
