@@ -277,7 +277,7 @@ class ProviderEngine:
             headroom=limiter.headroom(),
             in_flight=self.in_flight,
             breaker_state=self.breaker.state,
-            in_flight_target=self.inflight.target(),
+            in_flight_target=self.inflight.reported(),
             known_limits=limiter.known_limits(),
             waiting=limiter.waiting + self.inflight.waiting,
             **asdict(self._counters),

@@ -103,6 +103,18 @@ class InFlightController:
             wanted = int(self.window)
         return max(1, min(self.max_in_flight, wanted))
 
+    def reported(self) -> int:
+        """The target as others should size by it: 0 while the limiter is calibrating.
+
+        During the slow start :meth:`target` is the upper bound (the limiter holds calls
+        back), which says nothing about what the account needs; a batch job reading 0 keeps
+        its own default look-ahead until the first answer has taught the limits.
+        """
+        rates = self._rates
+        if rates is not None and rates.request_rate() is None and not rates.calibrated:
+            return 0
+        return self.target()
+
     # --- slots --------------------------------------------------------------------------
 
     async def acquire(self) -> float:

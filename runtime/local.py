@@ -84,14 +84,13 @@ class EngineExecutor:
                 yield item
 
     def capacity(self) -> int | None:
-        """Calls worth having in flight over every engine (None before the first call).
+        """Calls worth having in flight over every engine (None until one has learned).
 
         The sum of the engines' in-flight targets (:mod:`runtime.inflight`); a batch job
         sizes its look-ahead from it.
         """
-        if not self._engines:
-            return None
-        return sum(engine.inflight.target() for engine in self._engines.values())
+        total = sum(engine.inflight.reported() for engine in self._engines.values())
+        return total or None
 
     def stats(self) -> dict[str, EngineStats]:
         """Stats of every engine created so far, by provider."""

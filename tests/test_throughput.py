@@ -260,6 +260,7 @@ def test_window_without_headers_slow_starts_and_halves_once_per_429_burst():
 def test_calibrating_limiter_leaves_admission_to_its_slow_start():
     control = InFlightController(Rates(None, calibrated=False), max_in_flight=500)
     assert control.target() == 500
+    assert control.reported() == 0  # nothing to size a batch by yet
 
 
 # --- output-token estimates ---------------------------------------------------------------
