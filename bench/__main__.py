@@ -1,9 +1,10 @@
 """Command line: ``python -m bench [--quick] [--only S,..] [--no-ray] [--runtime-2000] ...``.
 
-Runs the scenarios in order (rate, cache, overhead, scale), prints the table and writes
+Runs the scenarios in order (rate, realregime, cache, overhead, scale), prints the table and writes
 ``bench/results.json``, ``docs/benchmarks.md`` and ``docs/benchmarks.svg``. With
-``--only`` nothing is written unless ``--write`` is given (a partial run must not replace
-the full results). ``--render`` only rewrites the docs from ``bench/results.json`` (e.g.
+``--only`` nothing is written unless ``--write`` is given, and then the run's scenarios
+replace only their own rows of ``bench/results.json`` (a partial run must not replace the
+full results; ``updated`` in the document says which rows came from which run). ``--render`` only rewrites the docs from ``bench/results.json`` (e.g.
 after editing the hand-written introduction).
 """
 
@@ -18,11 +19,11 @@ import time
 import warnings
 from collections.abc import Callable
 
-from bench import cache, overhead, rate, report, scale
+from bench import cache, overhead, rate, realregime, report, scale
 from bench.common import Figure, error_text, machine_info, not_measured
 from bench.notes import METHOD
 
-SCENARIOS = ("rate", "cache", "overhead", "scale")
+SCENARIOS = ("rate", "realregime", "cache", "overhead", "scale")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +55,7 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[], list[Figure]]]:
     quick = args.quick
     return {
         "rate": lambda: asyncio.run(rate.run(quick, long=args.runtime_2000)),
+        "realregime": lambda: realregime.run(quick),
         "cache": lambda: asyncio.run(cache.run(quick)),
         "overhead": lambda: asyncio.run(overhead.run(quick, with_ray=not args.no_ray)),
         "scale": lambda: scale.run(quick),
@@ -80,6 +82,27 @@ def _quiet_logs() -> None:
     for name in ("llm", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx", "ray"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
+
+
+def merge_into_saved(document: dict, scenarios: list[str]) -> dict:
+    """The saved results with the rows of ``scenarios`` replaced by this run's."""
+    path = report.ROOT / "bench" / "results.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return document
+    kept = [item for item in saved["figures"] if item["scenario"] not in scenarios]
+    merged = kept + document["figures"]
+    merged.sort(key=lambda item: SCENARIOS.index(item["scenario"]))
+    updated = dict(saved.get("updated", {}))
+    for name in scenarios:
+        updated[name] = {
+            "mode": document["mode"],
+            "generated_at": document["generated_at"],
+            "duration_s": document["duration_s"],
+            "git_commit": document["machine"].get("git_commit"),
+        }
+    return {**saved, "figures": merged, "updated": updated}
 
 
 def render_only() -> int:
@@ -110,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     document = report.results_document(
         figures, mode=mode, machine=machine_info(), started=started_at, seconds=seconds
     )
+    if args.only:
+        document = merge_into_saved(document, args.scenarios)
+        figures = [Figure(**item) for item in document["figures"]]
     paths = report.write_all(figures, document, METHOD)
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return 0

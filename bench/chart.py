@@ -18,8 +18,15 @@ BAR_H = 18
 GAP = 6
 TITLE_H = 30
 PANEL_GAP = 26
-TARGET_LINES = {"rate": 0.95, "cache": 1.05, "overhead": 0.5, "scale": 1.5}
-OURS = ("runtime", "LLMService, in process", "LLMService, actors", "batch job")
+TARGET_LINES = {"rate": 0.95, "realregime": 0.95, "cache": 1.05, "overhead": 0.5, "scale": 1.5}
+OURS = (
+    "runtime",
+    "LLMService, in process",
+    "LLMService, actors",
+    "batch job",
+    "jobs.batch",
+    "LLMService gather",
+)
 COLORS = {"ours": "#2f6db5", "other": "#9a9a9a", "target": "#c0392b", "text": "#222"}
 
 
@@ -37,6 +44,9 @@ def annotation(figure: Figure) -> str:
     raw = figure.raw
     if figure.scenario == "rate" and "ok" in raw:
         return f"  ({raw['ok']}/{raw['requests']} answered, {raw['rate_limited_total']} x 429)"
+    if figure.scenario == "realregime" and "timeline" in raw:
+        timeline = raw["timeline"]
+        return f"  ({timeline.get('throttled')} x 429, {timeline.get('max_in_flight')} in flight)"
     if figure.scenario == "overhead" and "rps" in raw:
         return f"  ({raw['rps']} req/s)"
     return ""

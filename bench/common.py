@@ -94,18 +94,15 @@ class ThreadEmulator:
     def fresh(self, *, drained: bool = False) -> None:
         """Forget all state; with ``drained``, start the API key's buckets empty.
 
-        A fresh bucket holds a full minute of the limit, so a run shorter than a few minutes
-        would mostly measure that one-off burst. Draining starts the account *at* its limit
-        (as right after an earlier job), so a short run measures the sustained rate. Call
+        A fresh account has a full second's burst (and its headers a full minute's
+        ``remaining``); draining starts the account *at* its limit (as right after an
+        earlier job), so a short run measures the sustained rate. Call
         only while no request is in flight: the buckets are plain attributes of the engine.
         """
         response = httpx2.post(self.base_url + "/_emulator/reset", timeout=10.0)
         response.raise_for_status()
         if drained:
-            account = self._thread.engine.limits.account(API_KEY)
-            for bucket in account.buckets.values():
-                if bucket is not None:
-                    bucket.level = 0.0
+            self._thread.engine.limits.drain(API_KEY)
 
     def rate_limited(self) -> int:
         """429 answers given since the last reset."""

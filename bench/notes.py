@@ -32,6 +32,28 @@ Contenders:
 - *runtime-2000* (full run only): the runtime on 2,000 requests; target: at least 95 % of
   the enforced rate with at most 1 % of requests answered 429.
 
+**Real regime** (`bench/realregime.py`). What batch jobs really meet: an emulator in its
+own process answering after a lognormal latency (median 4 s, sigma 0.6, p99 near 16 s,
+seeded), enforcing an account's RPM over one-second windows (3,000 RPM admits about 50 at
+once, then 50/s; a fresh, idle account before each contender) and sending
+`anthropic-ratelimit-*` / `x-ratelimit-*` headers on every answer; **no limit configured**
+in any of this project's contenders, default flags. Accounts: 3,000 RPM (600 rows, 60 s
+per contender, in a quick run; 1,200 rows in a full run) and 10,000 RPM (3,000 rows, full
+run only). Rows are 50–150-token prompts with `max_tokens` 64. Figure = the share of the
+account's rate used, measured by the emulator: admissions / (RPM / 60 x busy window + one
+second's burst), the busy window running from the first request to the last admission.
+Also from the emulator: 429 answers (all, and after the first second) and the most calls
+in flight at once; from the bench: rows ok / failed / unfinished at the cap, CPU seconds
+of the driver(s) and of the rest of the job's process tree (Ray's processes, the actors),
+sampled every 0.5 s. Contenders: *jobs.batch* (`python -m jobs.batch rows.jsonl --output
+DIR`, Ray embedded); *jobs.batch x2 --address* (`ray start --head` started by the bench
+with the keys in its environment, two drivers with half the rows each, one account);
+*LLMService gather* (`asyncio.gather` over `LLMService().generate()` in process); and, as
+peers, *gather+semaphore* (256 slots, `anthropic.AsyncAnthropic(max_retries=8)`),
+*cookbook* (as above, OpenAI's API, rpm = the account's) and *litellm-router* (OpenAI's
+API, `rpm` = the account's, 256 concurrent, 5 retries). Targets for this project's rows:
+>= 0.95 of the rate and 0 x 429 after the first second, nothing failed or unfinished.
+
 **Prompt-cache cost** (`bench/cache.py`). N requests (quick 40, full 200) sharing a
 ~5,000-token system prompt, `claude-sonnet-4.6`, `enable_caching=True`, concurrency 16,
 300 ms latency, fresh emulator (empty cache) per contender, one small uncached warm-up call

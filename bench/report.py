@@ -24,6 +24,7 @@ workload, limits and emulator settings, against a freshly reset emulator.
 """
 SCENARIO_TITLES = {
     "rate": "Rate-limit efficiency (used share of the binding limit)",
+    "realregime": "Real regime: 4 s lognormal latency, limits not configured (share of RPM)",
     "cache": "Prompt-cache cost (billed / theoretical minimum)",
     "overhead": "Overhead (req/s relative to the in-process path)",
     "scale": "Scale (batch-job peak memory, large / small input)",
@@ -41,6 +42,20 @@ def _detail_rate(raw: dict[str, Any]) -> str:
         f"{raw['achieved_rps']} req/s, {raw['binding_limit']} limit binding"
     )
     return text + (" (timed out)" if raw.get("timed_out") else "")
+
+
+def _detail_realregime(raw: dict[str, Any]) -> str:
+    timeline = raw.get("timeline") or {}
+    text = (
+        f"{raw.get('ok')}/{raw.get('rows')} ok, {raw.get('failed')} failed, "
+        f"{raw.get('unfinished')} unfinished; 429s: {timeline.get('throttled')} "
+        f"({timeline.get('throttled_after_first_s')} after 1 s); "
+        f"max {timeline.get('max_in_flight')} in flight; {timeline.get('admitted_per_s')} "
+        f"admitted/s; CPU driver {raw.get('driver_cpu_s')} s"
+    )
+    if raw.get("actor_cpu_s") is not None:
+        text += f", Ray/actors {raw['actor_cpu_s']} s"
+    return text + f"; wall {raw.get('wall_s')} s"
 
 
 def _detail_cache(raw: dict[str, Any]) -> str:
@@ -75,6 +90,7 @@ def _detail_scale(raw: dict[str, Any]) -> str:
 
 _DETAILS = {
     "rate": _detail_rate,
+    "realregime": _detail_realregime,
     "cache": _detail_cache,
     "overhead": _detail_overhead,
     "scale": _detail_scale,
@@ -161,6 +177,16 @@ def _machine_text(machine: dict[str, Any]) -> str:
     )
 
 
+def _updated_text(document: dict[str, Any]) -> str:
+    """Which scenarios were re-measured later by an ``--only ... --write`` run."""
+    parts = [
+        f"`{name}` from a `{item['mode']}` run on {item['generated_at']} "
+        f"({item['duration_s']} s, commit {item.get('git_commit') or 'unknown'})"
+        for name, item in document.get("updated", {}).items()
+    ]
+    return ", except " + "; ".join(parts) if parts else ""
+
+
 def _targets_text(figures: list[Figure]) -> str:
     lines = []
     for figure in figures:
@@ -186,10 +212,12 @@ def markdown(document: dict[str, Any], figures: list[Figure], intro: str, notes:
             "python -m bench --quick   # a few minutes: smaller runs",
             "python -m bench --quick --runtime-2000   # plus the 2,000-request runtime run",
             "python -m bench           # full: 2,000-request runtime run, 10k/100k-row jobs",
+            "python -m bench --quick --only realregime --write   # the real regime alone",
             "```",
             "(or `make bench-quick` / `make bench`). The numbers below come from a "
-            f"`{mode}` run on {document['generated_at']} ({document['duration_s']} s); the raw "
-            "numbers are in `bench/results.json`.",
+            f"`{mode}` run on {document['generated_at']} ({document['duration_s']} s)"
+            + _updated_text(document)
+            + "; the raw numbers are in `bench/results.json`.",
             "",
             "## Results",
             "",

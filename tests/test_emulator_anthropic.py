@@ -347,7 +347,7 @@ async def test_invalid_body_is_400(client):
 
 
 async def test_rate_limit_429_with_retry_after_and_headers():
-    emulator = await _start(rpm=2)
+    emulator = await _start(rpm=2, burst_s=60)  # a whole minute's budget may burst
     try:
         async with anthropic.AsyncAnthropic(
             base_url=emulator.base_url, api_key=KEY, max_retries=0

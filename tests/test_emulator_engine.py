@@ -450,7 +450,7 @@ async def test_gemini_explicit_cache_lifecycle_and_counting():
 # -------------------------------------------------------------------- rate limits
 async def test_request_bucket_refills_continuously():
     clock = Clock()
-    engine = make_engine(clock, rpm=2)
+    engine = make_engine(clock, rpm=2, burst_s=60)  # a whole minute may burst
     engine.prepare(req("a"), KEY)
     result = engine.prepare(req("b"), KEY).result
     assert result.limits["requests_limit"] == 2 and result.limits["requests_remaining"] == 0
@@ -468,11 +468,11 @@ async def test_request_bucket_refills_continuously():
 
 async def test_input_bucket_ignores_anthropic_cache_reads():
     clock = Clock()
-    engine = make_engine(clock, itpm=3000)
+    engine = make_engine(clock, itpm=3000, burst_s=60)
     engine.prepare(req("a", segs=(SYSTEM_BP,)), KEY)  # ~1500 uncached
     engine.prepare(req("b", segs=(SYSTEM_BP,)), KEY)  # cache read: only the user turn counts
     assert engine.prepare(req("c", segs=(SYSTEM_BP,)), KEY).result.cached_tokens == 1500
-    openai_engine = make_engine(clock, itpm=3000)
+    openai_engine = make_engine(clock, itpm=3000, burst_s=60)
     openai_engine.prepare(req("a", model="gpt-test", provider="openai", segs=(SYSTEM_BP,)), KEY)
     with pytest.raises(EmuError) as exc:
         openai_engine.prepare(req("b", model="gpt-test", provider="openai", segs=(SYSTEM_BP,)), KEY)
@@ -481,7 +481,7 @@ async def test_input_bucket_ignores_anthropic_cache_reads():
 
 async def test_output_bucket_may_go_negative_and_then_blocks():
     clock = Clock()
-    engine = make_engine(clock, otpm=60)
+    engine = make_engine(clock, otpm=60, burst_s=60)
     engine.prepare(req("a [[emu:tokens=90]]"), KEY)
     with pytest.raises(EmuError) as exc:
         engine.prepare(req("b"), KEY)
@@ -490,15 +490,21 @@ async def test_output_bucket_may_go_negative_and_then_blocks():
     assert engine.prepare(req("b"), KEY).result.limits["output_tokens_remaining"] >= 0
 
 
-async def test_limits_are_none_when_off():
-    result = engine_result = make_engine().prepare(req(), KEY).result
-    assert engine_result is result
-    assert set(result.limits) == {
-        f"{name}_{part}"
-        for name in ("requests", "input_tokens", "output_tokens")
-        for part in ("limit", "remaining", "reset_s")
-    }
-    assert all(value is None for value in result.limits.values())
+async def test_unconfigured_limits_report_a_default_tier_without_enforcing_it():
+    engine = make_engine()
+    limits = engine.prepare(req(), KEY).result.limits
+    assert (limits["requests_limit"], limits["requests_remaining"]) == (4000, 3999)
+    assert limits["input_tokens_limit"] == 2_000_000
+    assert limits["output_tokens_limit"] == 400_000
+    for index in range(4100):  # past the reported budget: still admitted, remaining at 0
+        result = engine.prepare(req(f"q{index}"), KEY).result
+    assert result.limits["requests_remaining"] == 0
+    openai_limits = engine.prepare(req(model="gpt-test", provider="openai"), KEY).result.limits
+    assert openai_limits["requests_limit"] == 10_000  # its own account, its own tier
+    assert openai_limits["tokens_limit"] == 2_000_000
+    assert openai_limits["input_tokens_limit"] is None
+    gemini = engine.prepare(req(model="gemini-test", provider="google"), KEY).result.limits
+    assert all(value is None for value in gemini.values())
 
 
 # ------------------------------------------------------------------------- timing

@@ -26,7 +26,12 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
     parser.add_argument("--rpm", type=int, default=None, help="requests per minute per key")
     parser.add_argument("--itpm", type=int, default=None, help="input tokens per minute per key")
     parser.add_argument("--otpm", type=int, default=None, help="output tokens per minute per key")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="time to first token")
+    parser.add_argument("--burst-s", type=float, default=1.0, help="seconds of refill per burst")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="time to first token (median if lognormal)"
+    )
+    parser.add_argument("--latency-dist", choices=("fixed", "lognormal"), default="fixed")
+    parser.add_argument("--latency-sigma", type=float, default=0.6, help="sigma of log(latency)")
     parser.add_argument("--tokens-per-s", type=float, default=None, help="output speed")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests failing")
     parser.add_argument("--seed", type=int, default=0)
@@ -34,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
     args = parser.parse_args(argv)
     if not 0.0 <= args.fault_rate <= 1.0:
         parser.error("--fault-rate must be between 0 and 1")
+    if args.latency_sigma < 0 or args.burst_s <= 0:
+        parser.error("--latency-sigma must be >= 0 and --burst-s > 0")
     return EmulatorConfig(
         host=args.host,
         port=args.port,
@@ -41,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         itpm=args.itpm,
         otpm=args.otpm,
         latency_ms=args.latency_ms,
+        latency_dist=args.latency_dist,
+        latency_sigma=args.latency_sigma,
+        burst_s=args.burst_s,
         tokens_per_s=args.tokens_per_s,
         fault_rate=args.fault_rate,
         seed=args.seed,

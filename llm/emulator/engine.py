@@ -42,6 +42,7 @@ from llm.emulator.engine_cache import CachePlan, ExplicitCaches, PromptCache
 from llm.emulator.engine_directives import FAULT_KINDS, Directives, parse_directives
 from llm.emulator.engine_limits import RateLimits, Throttled
 from llm.emulator.engine_schema import SchemaError
+from llm.emulator.engine_timing import LATENCY_DISTS, Timeline, latency_s
 from llm.emulator.protocol import EmuError, EmuRequest, EmuResult, EmuToolCall, Segment
 from llm.models import ModelInfo
 from llm.tokens import count_text_tokens
@@ -54,7 +55,15 @@ DEFAULT_MIN_CACHEABLE = 1024
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """How the emulator behaves (the CLI flags of ``python -m llm.emulator``)."""
+    """How the emulator behaves (the CLI flags of ``python -m llm.emulator``).
+
+    ``rpm``/``itpm``/``otpm`` are enforced per account over short windows (``burst_s``
+    seconds of refill may go out at once; 60 would allow a whole minute's budget); limits
+    left at ``None`` are still reported in headers, with a default tier's values (see
+    ``engine_limits``). ``latency_ms`` is the time to first token, fixed or, with
+    ``latency_dist="lognormal"``, the median of a seeded heavy-tailed draw whose log has
+    standard deviation ``latency_sigma``.
+    """
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -62,11 +71,20 @@ class EmulatorConfig:
     itpm: int | None = None
     otpm: int | None = None
     latency_ms: float = 0
+    latency_dist: str = "fixed"
+    latency_sigma: float = 0.6
+    burst_s: float = 1.0
     tokens_per_s: float | None = None
     fault_rate: float = 0.0
     seed: int = 0
     #: When set, only this key is accepted (never shown in a repr).
     api_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.latency_dist not in LATENCY_DISTS:
+            raise ValueError(f"latency_dist must be one of {LATENCY_DISTS}")
+        if self.latency_sigma < 0 or self.burst_s <= 0:
+            raise ValueError("latency_sigma must be >= 0 and burst_s > 0")
 
 
 class ConnectionFault(Exception):
@@ -105,6 +123,10 @@ class EngineStats:
     faults: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     by_provider: Counter[str] = field(default_factory=Counter)
+    #: Admissions, limit 429s and calls in flight over time.
+    timeline: Timeline = field(default_factory=Timeline)
+    #: The enforced requests-per-minute limit (for the share of the rate used).
+    rpm: int | None = None
 
     def record_status(self, status: int) -> None:
         self.by_status[str(status)] += 1
@@ -119,6 +141,7 @@ class EngineStats:
             "faults": self.faults,
             "by_status": dict(self.by_status),
             "by_provider": dict(self.by_provider),
+            "timeline": self.timeline.summary(self.rpm),
         }
 
 
@@ -162,10 +185,12 @@ class Engine:
         self._clock = clock
         self._sleep = sleep
         self._lookup = model_lookup or _registry_lookup
-        self.limits = RateLimits(config.rpm, config.itpm, config.otpm, clock)
+        self.limits = RateLimits(
+            config.rpm, config.itpm, config.otpm, clock, burst_s=config.burst_s
+        )
         self.cache = PromptCache(clock)
         self.explicit = ExplicitCaches(wall)
-        self.stats = EngineStats()
+        self.stats = EngineStats(rpm=config.rpm)
         self._attempts = _Attempts()
 
     # ----------------------------------------------------------------- public API
@@ -183,20 +208,25 @@ class Engine:
         request_id = "req_" + secrets.token_hex(12)
         self.stats.requests += 1
         self.stats.by_provider[req.provider] += 1
+        self.stats.timeline.request(self._clock())
         try:
             return self._prepare(req, api_key, request_id)
         except EmuError as err:
-            raise self.finish_error(err, api_key, request_id) from None
+            raise self.finish_error(err, api_key, request_id, req.provider) from None
 
     def finish_error(
-        self, err: EmuError, api_key: str | None, request_id: str | None = None
+        self,
+        err: EmuError,
+        api_key: str | None,
+        request_id: str | None = None,
+        provider: str = "",
     ) -> EmuError:
-        """``err`` with a request id and the key's current limit values filled in."""
+        """``err`` with a request id and the account's current limit values filled in."""
         known = api_key if api_key and self._key_ok(api_key) else None
         return replace(
             err,
             request_id=err.request_id or request_id or "req_" + secrets.token_hex(12),
-            limits=err.limits or self.limits.snapshot(known),
+            limits=err.limits or self.limits.snapshot(known, provider),
         )
 
     def count(self, req: EmuRequest, api_key: str | None = None) -> int:
@@ -214,7 +244,7 @@ class Engine:
 
     def reset(self) -> None:
         """Forget all state: counters, caches, buckets and attempt counts."""
-        self.stats = EngineStats()
+        self.stats = EngineStats(rpm=self.config.rpm)
         self.limits.clear()
         self.cache.clear()
         self.explicit.clear()
@@ -285,10 +315,9 @@ class Engine:
         plan = self._cache_plan(req, info, scope, explicit)
         anthropic = req.provider == "anthropic"  # Anthropic's ITPM ignores cache reads
         self._admit(req, key, input_tokens - (plan.cached_tokens if anthropic else 0))
-        latency_ms = directives.latency_ms
-        ttft_s = (self.config.latency_ms if latency_ms is None else latency_ms) / 1000
+        ttft_s = self._latency_s(directives, request_key, attempt)
         result = self._answer(req, info, directives, topic, request_key, attempt)
-        self.limits.charge_output(key, result.output_tokens)
+        self.limits.charge_output(key, result.output_tokens, req.provider)
         self.cache.commit(scope, plan, ready_at=self._clock() + ttft_s)
         result = replace(
             result,
@@ -297,10 +326,23 @@ class Engine:
             cached_tokens=plan.cached_tokens,
             cache_write_tokens=plan.write_tokens,
             cache_write_1h_tokens=plan.write_1h_tokens,
-            limits=self.limits.snapshot(key),
+            limits=self.limits.snapshot(key, req.provider),
         )
         tps = self.config.tokens_per_s
         return Outcome(result, ttft_s, 1.0 / tps if tps else 0.0, cut=fault == "cut")
+
+    def _latency_s(self, directives: Directives, request_key: str, attempt: int) -> float:
+        if directives.latency_ms is not None:  # a marker asks for an exact latency
+            return directives.latency_ms / 1000
+        config = self.config
+        return latency_s(
+            config.latency_ms,
+            config.latency_dist,
+            config.latency_sigma,
+            config.seed,
+            request_key,
+            attempt,
+        )
 
     def _key_ok(self, api_key: str) -> bool:
         expected = self.config.api_key
@@ -366,12 +408,14 @@ class Engine:
 
     def _admit(self, req: EmuRequest, key: str, input_tokens: int) -> None:
         try:
-            self.limits.admit(key, input_tokens)
+            self.limits.admit(key, input_tokens, req.provider)
         except Throttled as exc:
-            limit = self.limits.snapshot(key).get(f"{exc.limit_name}_limit")
+            self.stats.timeline.throttle(self._clock())
+            limit = self.limits.snapshot(key, req.provider).get(f"{exc.limit_name}_limit")
             raise errors.rate_limited(
                 req.provider, req.model, exc.limit_name, limit, exc.retry_after_s
             ) from None
+        self.stats.timeline.admit(self._clock())
 
     def _answer(
         self,

@@ -4,8 +4,9 @@ Routes (every wire module is imported defensively: a missing one just leaves its
 out): Anthropic ``POST /v1/messages`` and ``/v1/messages/count_tokens``; OpenAI
 ``POST /v1/chat/completions`` and ``/v1/responses``; Gemini, under ``/v1/`` and
 ``/v1beta/``, ``POST models/{model}:generateContent|streamGenerateContent|countTokens`` and
-``cachedContents`` (create, list, get, patch, delete). ``GET /_emulator/stats`` and
-``POST /_emulator/reset`` are for tests and benchmarks. The server only moves bytes: the
+``cachedContents`` (create, list, get, patch, delete). ``GET /_emulator/stats`` (counters,
+plus the admission timeline: admissions, 429s, the share of the enforced rate used and the
+most calls in flight at once) and ``POST /_emulator/reset`` are for tests and benchmarks. The server only moves bytes: the
 wire modules translate and the :class:`~llm.emulator.engine.Engine` decides.
 
 Public API: :class:`EmulatorConfig`, :class:`Emulator` (async context manager),
@@ -130,15 +131,22 @@ class EmulatorApp:
         return response
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.engine.stats.as_dict())
+        """Counters; ``?per_second=1`` adds admissions per second after the first request."""
+        stats = self.engine.stats
+        body = stats.as_dict()
+        if request.query.get("per_second"):
+            body["timeline"]["per_second"] = stats.timeline.per_second()
+        return web.json_response(body)
 
     async def _reset(self, request: web.Request) -> web.Response:
         self.engine.reset()
         return web.json_response({"ok": True})
 
     # --------------------------------------------------------------- common flow
-    def _error(self, wire: ModuleType, provider: str, err: EmuError) -> web.Response:
-        status, body, headers = wire.render_error(err)
+    def _error(
+        self, wire: ModuleType, provider: str, err: EmuError, **context: Any
+    ) -> web.Response:
+        status, body, headers = wire.render_error(err, **context)
         id_header = _ID_HEADERS.get(provider)
         if id_header and err.request_id and id_header not in headers:
             headers = {**headers, id_header: err.request_id}
@@ -159,29 +167,41 @@ class EmulatorApp:
         parse: Callable[[Any], EmuRequest],
         render: Callable[[EmuRequest, EmuResult], dict[str, Any]],
         stream: Callable[[EmuRequest, EmuResult], list[bytes]],
+        **context: Any,
     ) -> web.StreamResponse:
+        """``context`` (Gemini: the model) words errors as the provider does."""
         key = wire.api_key_from(request.headers, request.query)
         try:
             req = parse(await _read_json(request))
             outcome = self.engine.prepare(req, key)
         except EmuError as err:
-            return self._error(wire, provider, self.engine.finish_error(err, key))
+            return self._error(
+                wire, provider, self.engine.finish_error(err, key, provider=provider), **context
+            )
         except ConnectionFault as fault:
             return self._fault(request, fault.mode)
         except Exception:  # a bug here must still look like a provider 500 to the client
             log.exception("emulator: unexpected error")
             err = EmuError("server_error", "Internal server error")
-            return self._error(wire, provider, self.engine.finish_error(err, key))
-        if req.stream:
-            return await self._stream(request, wire, provider, stream(req, outcome.result), outcome)
-        if outcome.cut:
-            return self._fault(request, "cut")
-        if outcome.duration_s > 0:
-            await asyncio.sleep(outcome.duration_s)
-        body = render(req, outcome.result)
-        return web.json_response(
-            body, headers=self._success_headers(wire, provider, outcome.result)
-        )
+            return self._error(
+                wire, provider, self.engine.finish_error(err, key, provider=provider), **context
+            )
+        timeline = self.engine.stats.timeline
+        timeline.started()
+        try:
+            if req.stream:
+                frames = stream(req, outcome.result)
+                return await self._stream(request, wire, provider, frames, outcome)
+            if outcome.cut:
+                return self._fault(request, "cut")
+            if outcome.duration_s > 0:
+                await asyncio.sleep(outcome.duration_s)
+            body = render(req, outcome.result)
+            return web.json_response(
+                body, headers=self._success_headers(wire, provider, outcome.result)
+            )
+        finally:
+            timeline.finished()
 
     def _fault(self, request: web.Request, mode: str) -> web.Response:
         self.engine.stats.by_status[mode] += 1
@@ -237,7 +257,9 @@ class EmulatorApp:
             req = wire.parse_count_tokens(await _read_json(request), request.headers)
             self.engine.check_request(req, key)
         except EmuError as err:
-            return self._error(wire, "anthropic", self.engine.finish_error(err, key))
+            return self._error(
+                wire, "anthropic", self.engine.finish_error(err, key, provider="anthropic")
+            )
         return web.json_response(wire.render_count_tokens(req))
 
     # -------------------------------------------------------------------- OpenAI
@@ -283,7 +305,7 @@ class EmulatorApp:
             return req if req.stream == streaming else _with_stream(req, streaming)
 
         return await self._generate(
-            request, wire, "google", parse, wire.render_generate, wire.stream_generate
+            request, wire, "google", parse, wire.render_generate, wire.stream_generate, model=model
         )
 
     async def _gemini_count(
