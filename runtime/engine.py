@@ -188,7 +188,7 @@ class ProviderEngine:
         self.inflight = InFlightController(
             self.limiter, max_in_flight=settings.max_connections, clock=clock
         )
-        ensure_open_files(settings.max_connections)
+        ensure_open_files(settings.max_connections, pool=f"{provider}/{account}")
         self.retry_policy = RetryPolicy(retry_config, sleep=sleep, rand=rand)
         self.breaker = breaker or CircuitBreaker(clock=clock, provider=provider, min_calls=20)
         # The gate's follower timeout is a safety net against a lost leader, so it always

@@ -4,7 +4,8 @@ Every call in flight holds a socket, so an account allowed ``LLM_MAX_CONNECTIONS
 once needs that many file descriptors on top of what the process already uses. Many systems
 start processes with a soft ``RLIMIT_NOFILE`` of 1,024 (and a much higher hard limit), which
 would fail the 1,000th connection with ``OSError: Too many open files``.
-:func:`ensure_open_files` raises the soft limit, never above the hard one, once per process.
+:func:`ensure_open_files` is called by each provider engine with its pool size; it raises the
+soft limit to fit every engine's pool so far, never above the hard limit.
 """
 
 from __future__ import annotations
@@ -16,24 +17,32 @@ logger = logging.getLogger("llm")
 #: Descriptors kept for everything else (files, pipes, Ray's sockets).
 RESERVE = 256
 _raised_to = 0
+_warned = False
+_pools: dict[str, int] = {}
 
 
-def ensure_open_files(connections: int) -> int:
-    """Raise the soft open-files limit to fit ``connections`` sockets; returns the limit.
+def ensure_open_files(connections: int, pool: str = "default") -> int:
+    """Raise the soft open-files limit to fit every pool's sockets; returns the soft limit.
 
-    Does nothing where ``resource`` is missing (Windows) or the soft limit is already enough.
+    ``pool`` names the pool (one per provider account) so that a pool made again is not
+    counted twice. Does nothing where ``resource`` is missing (Windows) or the soft limit is
+    already enough.
     """
-    global _raised_to
+    global _raised_to, _warned
     try:
         import resource
     except ImportError:  # pragma: no cover (Windows)
         return 0
-    wanted = connections + RESERVE
+    _pools[pool] = max(connections, 0)
+    wanted = sum(_pools.values()) + RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= wanted or _raised_to >= wanted:
         return soft
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if target <= soft:
+        if _warned:
+            return soft
+        _warned = True
         logger.warning(
             "llm open-files limit %d (hard %d) is below %d: calls in flight may fail",
             soft,
