@@ -94,9 +94,11 @@ PACE_RECOVERY_PER_S = 0.005
 #: steps admit 1, 2, 4, then this many).
 BLIND_STEP_S = 0.2
 BLIND_MAX_PER_STEP = 8
-#: A request limit learned after the slow start may begin with the budget the slow start
-#: left unused, up to this many bursts (the provider's window holds a second's worth).
-CATCH_UP_BURSTS = 1.5
+#: A request limit learned after the slow start begins with the budget the slow start left
+#: unused, up to this many bursts. One: more would leave the provider's one-second window
+#: too little slack for requests that reach it bunched (measured through the Ray actor:
+#: 1.5 bursts gave 6 x 429 just after the first second).
+CATCH_UP_BURSTS = 1.0
 _BLIND_POLL_S = 0.01
 #: Weight of the newest answer in the running mean tokens per request.
 _MEAN_WEIGHT = 0.05
