@@ -26,6 +26,10 @@ never more than ``max_in_flight`` (the connection pool's size, ``LLM_MAX_CONNECT
 the pool never binds by accident. Waiters are served first in, first out; :meth:`wake`
 re-reads the target (the engine calls it when the limiter learns something).
 
+Memory: a call in flight costs about 43 KiB (its task, the SDK request and response, its
+connection's buffers): 2,000 in flight added 83 MiB to a process (measured with the
+emulator at 25 s latency, in process).
+
 Both the ProviderActor and the in-process :class:`~runtime.local.EngineExecutor` run calls
 through :class:`~runtime.engine.ProviderEngine`, which owns one controller per account; a
 batch job sizes its own look-ahead from :meth:`target` (:func:`capacity_hint`).
