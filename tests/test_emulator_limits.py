@@ -200,7 +200,8 @@ async def test_openai_headers_on_every_answer_and_short_window_429():
     headers = raw.headers
     assert headers["x-ratelimit-limit-requests"] == "60"
     assert headers["x-ratelimit-remaining-requests"] == "59"
-    assert headers["x-ratelimit-reset-requests"] == "1s"  # Go duration: one request refills
+    reset = headers["x-ratelimit-reset-requests"]  # Go duration: one request refills
+    assert reset == "1s" or (reset.endswith("ms") and 900 <= int(reset[:-2]) < 1000)
     assert headers["x-ratelimit-limit-tokens"] == "2000000"  # the default tier's TPM
     assert "x-ratelimit-remaining-tokens" in headers and "x-ratelimit-reset-tokens" in headers
     refused = caught.value.response.headers
@@ -248,3 +249,24 @@ async def test_max_in_flight_counts_concurrent_admitted_calls():
         timeline = (await _stats(emu))["timeline"]
     assert timeline["max_in_flight"] == 6 and timeline["in_flight"] == 0
     assert timeline["admitted"] == 6 and timeline["share_of_rate"] is None  # nothing enforced
+
+
+# ---------------------------------------------------------- output estimates
+def test_anthropic_counts_max_tokens_at_admission_and_corrects_at_the_end():
+    clock = Clock()
+    engine = make_engine(clock, otpm=6000)  # 100 output tokens a second
+    first = engine.prepare(req("a [[emu:tokens=10]]", max_tokens=80), KEY).result
+    # 80 reserved at admission, then corrected to the 10 produced: 6000 - 10 remain.
+    assert first.limits["output_tokens_remaining"] == 5990
+    engine.prepare(req("b [[emu:tokens=10]]", max_tokens=80), KEY)  # the burst holds 100
+    with pytest.raises(EmuError) as exc:  # 100 - 20 = 80 left... but not 90
+        engine.prepare(req("c [[emu:tokens=10]]", max_tokens=90), KEY)
+    assert exc.value.retry_after_s == pytest.approx(0.1)
+    clock.now += 0.1
+    assert _admitted(engine, "c")
+    openai_engine = make_engine(clock, otpm=6000)  # OpenAI: output counted after the answer
+    for index in range(3):
+        openai_engine.prepare(
+            req(f"o{index} [[emu:tokens=10]]", model="gpt-test", provider="openai", max_tokens=90),
+            KEY,
+        )

@@ -314,10 +314,12 @@ class Engine:
         scope = f"{key}\x00{info.provider}\x00{info.api_id}"
         plan = self._cache_plan(req, info, scope, explicit)
         anthropic = req.provider == "anthropic"  # Anthropic's ITPM ignores cache reads
-        self._admit(req, key, input_tokens - (plan.cached_tokens if anthropic else 0))
+        # Anthropic counts max_tokens against OTPM at admission and corrects it at the end.
+        estimate = (req.max_tokens or 0) if anthropic else 0
+        self._admit(req, key, input_tokens - (plan.cached_tokens if anthropic else 0), estimate)
         ttft_s = self._latency_s(directives, request_key, attempt)
         result = self._answer(req, info, directives, topic, request_key, attempt)
-        self.limits.charge_output(key, result.output_tokens, req.provider)
+        self.limits.charge_output(key, result.output_tokens, req.provider, estimate)
         self.cache.commit(scope, plan, ready_at=self._clock() + ttft_s)
         result = replace(
             result,
@@ -406,9 +408,9 @@ class Engine:
             return self.cache.plan_openai(scope, req.segments)
         return self.cache.plan_gemini(scope, req.segments, minimum)
 
-    def _admit(self, req: EmuRequest, key: str, input_tokens: int) -> None:
+    def _admit(self, req: EmuRequest, key: str, input_tokens: int, output_estimate: int) -> None:
         try:
-            self.limits.admit(key, input_tokens, req.provider)
+            self.limits.admit(key, input_tokens, req.provider, output_estimate)
         except Throttled as exc:
             self.stats.timeline.throttle(self._clock())
             limit = self.limits.snapshot(key, req.provider).get(f"{exc.limit_name}_limit")

@@ -11,8 +11,9 @@ output tokens per minute) is two buckets refilling at ``limit / 60`` per second:
   about 50 requests may leave at once, then 50 per second.
 
 A request needs one request token and its (uncached) input tokens in both buckets, and the
-output buckets must not be negative; the output actually produced is deducted afterwards,
-so they may go below zero. A request larger than a burst bucket is admitted once that bucket
+output buckets must hold its output estimate (Anthropic: ``max_tokens``, counted at
+admission and corrected to the real output at the end, as Anthropic does for OTPM; others:
+0, the output is deducted afterwards, so the buckets may go below zero). A request larger than a burst bucket is admitted once that bucket
 is full and drives it negative, so the long-run rate still holds.
 
 Limits nobody configured are **reported but not enforced**: every Anthropic and OpenAI
@@ -105,6 +106,8 @@ class Limit:
     def debit(self, amount: float, *, capped: bool = True) -> None:
         self.minute.level -= min(amount, self.minute.capacity) if capped else amount
         self.burst.level -= amount
+        self.minute.level = min(self.minute.level, self.minute.capacity)  # after a refund
+        self.burst.level = min(self.burst.level, self.burst.capacity)
         if not self.enforced:  # reported only: never below empty, so it recovers on time
             self.minute.level = max(0.0, self.minute.level)
             self.burst.level = max(0.0, self.burst.level)
@@ -147,10 +150,14 @@ class AccountLimits:
         for limit in self._all():
             limit.refill(now)
 
-    def admit(self, input_tokens: int, now: float) -> None:
-        """Take one request and ``input_tokens``, or raise :class:`Throttled`."""
+    def admit(self, input_tokens: int, now: float, output_estimate: int = 0) -> None:
+        """Take one request, ``input_tokens`` and ``output_estimate``, or raise Throttled."""
         self._refill(now)
-        needs = {"requests": 1.0, "input_tokens": float(input_tokens), "output_tokens": 0.0}
+        needs = {
+            "requests": 1.0,
+            "input_tokens": float(input_tokens),
+            "output_tokens": float(output_estimate),
+        }
         waits = {
             name: limit.wait_for(needs[name])
             for name, limit in self.buckets.items()
@@ -159,19 +166,22 @@ class AccountLimits:
         worst = max(waits, key=lambda name: waits[name], default=None)
         if worst is not None and waits[worst] > 0:
             raise Throttled(waits[worst], worst)
-        for name in ("requests", "input_tokens"):
+        for name in LIMIT_NAMES:
             limit = self.buckets[name]
-            if limit is not None:
+            if limit is not None and needs[name]:
                 limit.debit(needs[name])
         if self.combined is not None:
             self.combined.debit(float(input_tokens))
 
-    def charge_output(self, output_tokens: int, now: float) -> None:
-        """Deduct the output produced (an enforced bucket may go negative)."""
-        for limit in (self.buckets["output_tokens"], self.combined):
-            if limit is not None:
-                limit.refill(now)
-                limit.debit(float(output_tokens), capped=False)
+    def charge_output(self, output_tokens: int, now: float, estimate: int = 0) -> None:
+        """Correct the output estimate taken at admission to the output produced."""
+        output = self.buckets["output_tokens"]
+        if output is not None:
+            output.refill(now)
+            output.debit(float(output_tokens - estimate), capped=False)
+        if self.combined is not None:
+            self.combined.refill(now)
+            self.combined.debit(float(output_tokens), capped=False)
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """Limit values for response headers (``None`` where a limit is not reported)."""
@@ -222,11 +232,15 @@ class RateLimits:
             found = self._accounts[(provider, api_key)] = self._new(provider)
         return found
 
-    def admit(self, api_key: str, input_tokens: int, provider: str = "") -> None:
-        self.account(api_key, provider).admit(input_tokens, self._clock())
+    def admit(
+        self, api_key: str, input_tokens: int, provider: str = "", output_estimate: int = 0
+    ) -> None:
+        self.account(api_key, provider).admit(input_tokens, self._clock(), output_estimate)
 
-    def charge_output(self, api_key: str, output_tokens: int, provider: str = "") -> None:
-        self.account(api_key, provider).charge_output(output_tokens, self._clock())
+    def charge_output(
+        self, api_key: str, output_tokens: int, provider: str = "", estimate: int = 0
+    ) -> None:
+        self.account(api_key, provider).charge_output(output_tokens, self._clock(), estimate)
 
     def snapshot(self, api_key: str | None, provider: str = "") -> dict[str, Any]:
         if api_key is None:
