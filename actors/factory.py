@@ -33,7 +33,9 @@ from runtime.limits_config import AccountSpec
 LEDGER_NAME = "llm-ledger"
 ROUTER_NAME = "llm-router"
 HEAD_RESOURCE = "llm_head"
-PROVIDER_CONCURRENCY = 1000
+#: Calls one provider actor runs at once: above any account's in-flight bound
+#: (``LLM_MAX_CONNECTIONS``, 2,048 by default; see runtime/inflight.py), so Ray never caps it.
+PROVIDER_CONCURRENCY = 4096
 
 
 def provider_actor_name(provider: str, account: str, fingerprint: str | None = None) -> str:

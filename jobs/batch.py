@@ -74,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offline", action="store_true", help="use the built-in emulator")
     parser.add_argument("--address", default=None, help="Ray cluster to join (auto, ray://…)")
     parser.add_argument("--runtime", choices=("ray", "local"), default="ray")
-    parser.add_argument("--concurrency", type=int, default=32, help="calls in flight")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="upper bound on calls in flight (default: what the accounts' limits need)",
+    )
     parser.add_argument("--budget-usd", type=str, default=None, help="spend cap for the job")
     parser.add_argument("--dry-run", action="store_true", help="estimate; call nothing")
     parser.add_argument("--job-id", default=None, help="default: derived from --output")
@@ -143,7 +148,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--output is required (except with --dry-run)"
     if args.output.exists() and not args.output.is_dir():
         return f"--output {args.output} is not a directory"
-    if args.concurrency < 1 or args.flush_rows < 1 or args.flush_interval_s <= 0:
+    concurrency = 1 if args.concurrency is None else args.concurrency
+    if concurrency < 1 or args.flush_rows < 1 or args.flush_interval_s <= 0:
         return "--concurrency, --flush-rows and --flush-interval-s must be positive"
     if args.poll_s <= 0:
         return "--poll-s must be positive"
@@ -382,7 +388,10 @@ async def run_job(args: argparse.Namespace, settings: Settings) -> int:
         offline=False,
     )
     config = BatchConfig(
-        job_id=job_id, concurrency=args.concurrency, caching_default=wiring.settings.enable_caching
+        job_id=job_id,
+        concurrency=args.concurrency,
+        caching_default=wiring.settings.enable_caching,
+        capacity=getattr(wiring.executor, "capacity", None),
     )
     tracker = CallTracker(
         service_call(service), stats=engine_stats_source(wiring.executor, wiring.runtime)

@@ -1,10 +1,17 @@
 """The batch engine, independent of Ray: stream rows in, call, write results out.
 
 :func:`run_batch` reads input items one at a time into a read-ahead window (default
-``4 x concurrency`` rows), orders them with the
-:class:`~jobs.batch_schedule.CacheAwareScheduler`, keeps at most ``concurrency`` calls in
-flight and hands each result to the output writer, so memory does not grow with the
-input (apart from the set of ids seen, needed to write each id once).
+``4 x`` the calls in flight), orders them with the
+:class:`~jobs.batch_schedule.CacheAwareScheduler`, keeps calls in flight and hands each
+result to the output writer, so memory does not grow with the input (apart from the set of
+ids seen, needed to write each id once).
+
+How many calls are in flight is the runtime's decision, not a fixed number: the runtime
+governs each provider account by its budget (:mod:`runtime.inflight`: rate x latency) and
+reports the total through ``BatchConfig.capacity``; the job keeps that many (plus
+:data:`SPARE`, at least :data:`MIN_IN_FLIGHT`, at most :data:`MAX_IN_FLIGHT`) in flight, so
+the runtime always has the next calls at hand. ``concurrency`` (``--concurrency``) is an
+optional upper bound; without a capacity it is the number in flight.
 
 * Ids already in the output (``done_ids``) are skipped and nothing is called for them;
   a repeated id in the same input is skipped too and counted in ``duplicates``.
@@ -44,6 +51,14 @@ Clock = Callable[[], float]
 RowSource = Iterable[InputItem | dict[str, Any]] | AsyncIterable[InputItem | dict[str, Any]]
 _ZERO = Decimal(0)
 
+#: Calls kept in flight before the runtime reports a capacity (its engines pace and queue
+#: them; at 3,000 RPM and 5 s latency this is already what the account needs).
+MIN_IN_FLIGHT = 256
+#: Added to the runtime's capacity so its queues never run dry between polls.
+SPARE = 32
+#: Never more calls in flight than this (the default connection pool is 2,048 per account).
+MAX_IN_FLIGHT = 8192
+
 
 def row_request_id(job_id: str, row_id: str) -> str:
     """The idempotency key of one row of one job (see docs/contracts.md)."""
@@ -70,17 +85,31 @@ class Progress(Protocol):
 
 @dataclass
 class BatchConfig:
-    """Knobs of one run. ``lookahead`` defaults to ``4 * concurrency``."""
+    """Knobs of one run. ``lookahead`` defaults to ``4 *`` :meth:`in_flight_limit`.
+
+    ``concurrency`` bounds the calls in flight (None: no bound but the runtime's);
+    ``capacity`` reports the calls the runtime wants in flight (None: unknown yet).
+    """
 
     job_id: str
-    concurrency: int = 16
+    concurrency: int | None = None
     lookahead: int | None = None
     follower_hold_s: float = 10.0
     caching_default: bool = False
     tick_s: float = 0.25
+    capacity: Callable[[], int | None] | None = None
 
-    def window(self) -> int:
-        return max(self.lookahead or 4 * self.concurrency, self.concurrency)
+    def in_flight_limit(self) -> int:
+        """Calls to keep in flight now (see the module docstring)."""
+        hint = self.capacity() if self.capacity is not None else None
+        if hint is None:
+            return self.concurrency or MIN_IN_FLIGHT
+        wanted = min(MAX_IN_FLIGHT, max(MIN_IN_FLIGHT, hint + SPARE))
+        return wanted if self.concurrency is None else min(self.concurrency, wanted)
+
+    def window(self, limit: int | None = None) -> int:
+        limit = self.in_flight_limit() if limit is None else limit
+        return max(self.lookahead or 4 * limit, limit)
 
 
 @dataclass
@@ -312,7 +341,8 @@ class _BatchRun:
         return item.for_job(self.config.job_id, request_id)
 
     def _dispatch(self) -> None:
-        while not self.stopping and len(self.in_flight) < self.config.concurrency:
+        limit = self.config.in_flight_limit()
+        while not self.stopping and len(self.in_flight) < limit:
             row = self.sched.next_ready()
             if row is None:
                 return
@@ -425,7 +455,7 @@ async def run_batch(
     dicts, parsed here). Returns the run's summary; raises ``CancelledError`` (after
     flushing) if cancelled.
     """
-    if config.concurrency < 1:
+    if config.concurrency is not None and config.concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     run = _BatchRun(
         call=call,

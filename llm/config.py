@@ -123,7 +123,7 @@ class Settings(BaseModel):
     ledger_dir: str = "./llm-ledger"
     models_file: str | None = None
     limits_file: str | None = None
-    max_connections: int = 100
+    max_connections: int = 2048
     offline: bool = False
 
     def api_key(self, provider: str) -> str | None:
@@ -191,6 +191,6 @@ def load_settings(
         ledger_dir=get("LLM_LEDGER_DIR") or "./llm-ledger",
         models_file=get("LLM_MODELS_FILE"),
         limits_file=get("LLM_LIMITS_FILE"),
-        max_connections=int(get("LLM_MAX_CONNECTIONS") or 100),
+        max_connections=int(get("LLM_MAX_CONNECTIONS") or 2048),
         offline=parse_bool(get("LLM_OFFLINE")),
     )

@@ -7,14 +7,24 @@
    result journal; a journaled answer is returned as is (``provider_details["replayed"]``),
    with no provider call and no second ledger row.
 2. **Attempts**, retried by :class:`~llm.retry.RetryPolicy` (server hints honoured). Each
-   attempt: circuit breaker check → prompt-cache gate (only for requests with caching on and a
-   long enough static prefix, see :mod:`runtime.cache_keys`) → rate limiter reservation of the
-   estimated tokens → the adapter call → settle the reservation with the real usage, observe
-   the rate-limit headers, report success to the breaker. A 429 also pauses the limiter
-   (``penalize``) for the server's ``retry_after``.
+   attempt: an in-flight slot of the account (:mod:`runtime.inflight`: as many as the
+   account's rate and the observed latency need) → circuit breaker check → prompt-cache gate
+   (only for requests with caching on and a long enough static prefix, see
+   :mod:`runtime.cache_keys`) → rate limiter reservation of the estimated tokens → the
+   adapter call → settle the reservation with the real usage, report success to the breaker
+   and the call's duration to the in-flight controller. A 429 also pauses the limiter
+   (``penalize``) for the server's ``retry_after`` and may cut its pace or the in-flight
+   window.
 3. **Metering.** The answer is priced (:mod:`runtime.metering`) and its ledger row is awaited
    *before* the result is returned (durable before ack). Rows of batch calls carry the
    result, which the ledger journals for step 1.
+
+Rate-limit headers. Every account has a limiter, configured or not: the adapter's HTTP
+client carries a hook (:mod:`runtime.rate_headers`) that hands each answer's rate-limit
+headers to the limiter as they arrive (a stream's at its first byte), so unconfigured limits
+are learned from the first answer and ``remaining`` is tracked on every one. An adapter
+without an HTTP client (a test's fake) is observed from ``ProviderResult.rate_limit`` at the
+end of the call instead.
 
 Cache leaders. The gate's leader for a cold prefix is sent as a stream, even for
 :meth:`ProviderEngine.execute`, so that its followers are released at the leader's first
@@ -52,7 +62,7 @@ from pydantic import BaseModel, ConfigDict
 from llm.config import Settings
 from llm.exceptions import LLMError, ProviderConnectionError, RateLimitError
 from llm.executor import CallContext, Executed
-from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult
+from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult, RateLimitSnapshot
 from llm.providers.common import estimate_prompt_tokens
 from llm.providers.factory import create_adapter
 from llm.retry import RetryConfig, RetryPolicy
@@ -60,9 +70,12 @@ from llm.types import Usage
 from runtime.breaker import BreakerState, CircuitBreaker
 from runtime.cache_gate import CacheGate, Ticket
 from runtime.cache_keys import gate_ttl_s, is_gated, prefix_key
+from runtime.inflight import InFlightController
 from runtime.ledger_sink import LedgerSink, MemoryLedger
 from runtime.limiter import AccountLimits, RateLimiter, Reservation
 from runtime.metering import meter
+from runtime.rate_headers import attach
+from runtime.resources import ensure_open_files
 from runtime.telemetry import EngineTelemetry
 
 logger = logging.getLogger("llm")
@@ -84,6 +97,10 @@ class EngineStats(BaseModel):
     headroom: float
     in_flight: int
     breaker_state: BreakerState
+    #: Calls the account's budget wants in flight now (:mod:`runtime.inflight`).
+    in_flight_target: int = 0
+    #: Per-minute limits known now, configured or learned from headers.
+    known_limits: dict[str, int] = {}
     #: Calls waiting for the rate limiter right now.
     waiting: int = 0
     requests: int = 0
@@ -114,11 +131,12 @@ class _Counters:
 class _Attempt:
     """One attempt's gate ticket and limiter reservation, and whether its response began."""
 
-    __slots__ = ("has_started", "reservation", "ticket")
+    __slots__ = ("has_started", "reservation", "sent_at", "ticket")
 
-    def __init__(self, ticket: Ticket | None, reservation: Reservation | None) -> None:
+    def __init__(self, ticket: Ticket | None, reservation: Reservation, sent_at: float) -> None:
         self.ticket = ticket
         self.reservation = reservation
+        self.sent_at = sent_at
         self.has_started = False
 
     @property
@@ -140,6 +158,7 @@ class ProviderEngine:
     retry policy and the limiter, ``rand`` into the retry jitter, so tests run on fake time;
     ``breaker`` and ``gate`` may be given to tune them.
     The engine owns its adapter (given or created) and closes it in :meth:`aclose`.
+    ``limits`` None means none configured: they are learned from the answers.
     """
 
     def __init__(
@@ -162,7 +181,15 @@ class ProviderEngine:
         self.account = account
         self.settings = settings
         self.ledger = ledger
-        self.limiter = RateLimiter(limits, clock=clock, sleep=sleep) if limits is not None else None
+        if limits is None:
+            limits = AccountLimits(cache_reads_count=provider != "anthropic")
+        self.limiter = RateLimiter(
+            limits, clock=clock, sleep=sleep, combined_tokens=provider == "openai"
+        )
+        self.inflight = InFlightController(
+            self.limiter, max_in_flight=settings.max_connections, clock=clock
+        )
+        ensure_open_files(settings.max_connections, pool=f"{provider}/{account}")
         self.retry_policy = RetryPolicy(retry_config, sleep=sleep, rand=rand)
         self.breaker = breaker or CircuitBreaker(clock=clock, provider=provider, min_calls=20)
         # The gate's follower timeout is a safety net against a lost leader, so it always
@@ -170,6 +197,7 @@ class ProviderEngine:
         # at once.
         self.gate = gate or CacheGate(clock=clock)
         self._adapter = adapter
+        self._hooked = adapter is not None and attach(adapter, provider, self._observe)
         self._clock = clock
         self._counters = _Counters()
         self.in_flight = 0
@@ -180,7 +208,13 @@ class ProviderEngine:
         """The provider adapter, created on first use."""
         if self._adapter is None:
             self._adapter = create_adapter(self.provider, self.settings)
+            self._hooked = attach(self._adapter, self.provider, self._observe)
         return self._adapter
+
+    def _observe(self, snapshot: RateLimitSnapshot) -> None:
+        """Rate-limit headers of one answer, as they arrive: teach the limiter."""
+        self.limiter.observe(snapshot)
+        self.inflight.wake()
 
     # --- public API ---------------------------------------------------------------------
 
@@ -251,10 +285,12 @@ class ProviderEngine:
         return EngineStats(
             provider=self.provider,
             account=self.account,
-            headroom=limiter.headroom() if limiter is not None else 1.0,
+            headroom=limiter.headroom(),
             in_flight=self.in_flight,
             breaker_state=self.breaker.state,
-            waiting=limiter.waiting if limiter is not None else 0,
+            in_flight_target=self.inflight.reported(),
+            known_limits=limiter.known_limits(),
+            waiting=limiter.waiting + self.inflight.waiting,
             **asdict(self._counters),
         )
 
@@ -311,17 +347,21 @@ class ProviderEngine:
     # --- one attempt --------------------------------------------------------------------
 
     async def _attempt(self, request: ProviderRequest) -> ProviderResult:
-        attempt = await self._open(request)
+        await self.inflight.acquire()
         try:
-            if attempt.is_leader:
-                result = await self._drain_stream(request, attempt)
-            else:
-                result = await self.adapter.generate(request)
-        except BaseException as error:
-            self._close_failed(attempt, error)
-            raise
-        self._close_ok(attempt, result)
-        return result
+            attempt = await self._open(request)
+            try:
+                if attempt.is_leader:
+                    result = await self._drain_stream(request, attempt)
+                else:
+                    result = await self.adapter.generate(request)
+            except BaseException as error:
+                self._close_failed(attempt, error)
+                raise
+            self._close_ok(attempt, result)
+            return result
+        finally:
+            self.inflight.release()
 
     async def _open(self, request: ProviderRequest) -> _Attempt:
         """Breaker check, then the cache gate, then the limiter reservation."""
@@ -333,7 +373,7 @@ class ProviderEngine:
             if ticket is not None:
                 ticket.failed()
             raise
-        return _Attempt(ticket, reservation)
+        return _Attempt(ticket, reservation, self._clock())
 
     async def _enter_gate(self, request: ProviderRequest) -> Ticket | None:
         if not is_gated(request):
@@ -349,9 +389,7 @@ class ProviderEngine:
             counters.cache_warm_hits += 1
         return ticket
 
-    async def _reserve(self, request: ProviderRequest) -> Reservation | None:
-        if self.limiter is None:
-            return None
+    async def _reserve(self, request: ProviderRequest) -> Reservation:
         began = self._clock()
         reservation = await self.limiter.reserve(
             estimate_prompt_tokens(request), request.max_tokens
@@ -370,23 +408,26 @@ class ProviderEngine:
 
     def _close_ok(self, attempt: _Attempt, result: ProviderResult) -> None:
         attempt.started()  # a follower or warm hit refreshes the prefix's warmth
-        if self.limiter is not None and attempt.reservation is not None:
-            self.limiter.settle(attempt.reservation, result.usage)
-            if result.rate_limit is not None:
-                self.limiter.observe(result.rate_limit)
+        self.limiter.settle(attempt.reservation, result.usage)
+        if result.rate_limit is not None and not self._hooked:
+            self.limiter.observe(result.rate_limit)
+        self.inflight.finished(attempt.sent_at, ok=True)
         self.breaker.record_success()
 
     def _close_failed(self, attempt: _Attempt, error: BaseException) -> None:
         if not attempt.has_started:
             if attempt.ticket is not None:
                 attempt.ticket.failed()
-            if self.limiter is not None and attempt.reservation is not None:
-                self.limiter.settle(attempt.reservation, Usage())  # refund the tokens
+            self.limiter.settle(attempt.reservation, Usage())  # refund the tokens
         self.breaker.record_failure(error)
+        limited = isinstance(error, RateLimitError)
+        self.inflight.finished(attempt.sent_at, ok=False, rate_limited=limited)
         if isinstance(error, RateLimitError):
             self._counters.rate_limited += 1
-            if self.limiter is not None:
-                self.limiter.penalize(error.retry_after_s or self.retry_policy.backoff(1))
+            self.limiter.penalize(
+                error.retry_after_s or self.retry_policy.backoff(1),
+                admitted_at=attempt.reservation.admitted_at,
+            )
 
     def _no_final_result(self, request: ProviderRequest) -> ProviderConnectionError:
         return ProviderConnectionError(
@@ -418,23 +459,27 @@ class ProviderEngine:
 
     async def _stream_once(self, request: ProviderRequest) -> AsyncIterator[str | ProviderResult]:
         """One streamed attempt under every per-attempt policy; ends with the ProviderResult."""
-        attempt = await self._open(request)
-        result: ProviderResult | None = None
+        await self.inflight.acquire()
         try:
-            async with contextlib.aclosing(self.adapter.stream(request)) as stream:
-                async for item in stream:
-                    attempt.started()
-                    if isinstance(item, ProviderResult):
-                        result = item
-                        break
-                    if item:
-                        yield item
-            if result is None:
-                raise self._no_final_result(request)
-        except BaseException as error:
-            self._close_failed(attempt, error)
-            raise
-        self._close_ok(attempt, result)
+            attempt = await self._open(request)
+            result: ProviderResult | None = None
+            try:
+                async with contextlib.aclosing(self.adapter.stream(request)) as stream:
+                    async for item in stream:
+                        attempt.started()
+                        if isinstance(item, ProviderResult):
+                            result = item
+                            break
+                        if item:
+                            yield item
+                if result is None:
+                    raise self._no_final_result(request)
+            except BaseException as error:
+                self._close_failed(attempt, error)
+                raise
+            self._close_ok(attempt, result)
+        finally:
+            self.inflight.release()
         yield result
 
     # --- logging ------------------------------------------------------------------------

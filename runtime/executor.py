@@ -130,6 +130,24 @@ class RayExecutor:
         assert self._table is not None
         return self._table
 
+    def capacity(self) -> int | None:
+        """Calls worth having in flight over every provider actor, as last polled.
+
+        The sum of the actors' in-flight targets (:mod:`runtime.inflight`) in the cached
+        route table; None before the table was fetched or when no actor reported one.
+        A batch job sizes its look-ahead from it.
+        """
+        table = self._table
+        if table is None:
+            return None
+        total = sum(
+            route.in_flight_target
+            for routes in table.providers.values()
+            for route in routes
+            if route.usable
+        )
+        return total or None
+
     async def _refresh(self) -> None:
         table = await _unwrapped(self._runtime.router().routes.remote())
         self._table, self._fetched_at = table, self._clock()

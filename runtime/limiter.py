@@ -1,43 +1,60 @@
 """Client-side rate limiting for one provider account: continuously refilled token buckets.
 
-One :class:`RateLimiter` holds up to four buckets, one per configured limit:
+One :class:`RateLimiter` holds up to four buckets, one per known limit:
 
 * ``rpm``  requests per minute (each request costs 1);
 * ``itpm`` input tokens per minute;
 * ``otpm`` output tokens per minute;
 * ``tpm``  input + output tokens per minute (OpenAI's single token limit).
 
-A bucket holds at most its per-minute limit and refills at ``limit / 60`` per second.
+Short windows. Providers enforce their per-minute limits over short windows ("60 RPM may
+be enforced as 1 request per second"), so a bucket refills continuously at the limit's rate
+but holds only ``burst_s`` seconds of it (:data:`DEFAULT_BURST_S`, half a second; at least
+one request): after start-up or an idle spell at most that much leaves at once, never a
+minute's budget. Buckets refill at :data:`DEFAULT_PACE` of the limit, so the provider's own
+short-window bucket keeps a little slack against network jitter.
+
 :meth:`RateLimiter.reserve` waits until one request plus the estimated tokens fit in every
 bucket, then debits them. Callers are admitted strictly first in, first out: the head of the
 queue waits for room while everyone behind it waits for the head, so a large request is never
-starved by a stream of small ones.
+starved by a stream of small ones. A request larger than a bucket's capacity is admitted as
+soon as that bucket is full and drives its level negative, so later requests repay the
+excess and the long-run rate still holds (a long prompt never overshoots the rate).
 
-A request larger than a bucket's capacity could never fit; it is admitted as soon as that
-bucket is full and drives its level negative, so later requests repay the excess and the
-long-run rate still holds.
+Tokens. Input tokens are estimated by the caller (the prompt is known). Output tokens are
+reserved from ``max_tokens`` through :class:`~runtime.token_estimates.OutputEstimate`, which
+learns the share of ``max_tokens`` answers really use, so a large ``max_tokens`` with short
+answers does not starve the account. :meth:`RateLimiter.settle` replaces the estimates with
+the real usage (refunding or debiting the difference). With ``cache_reads_count=False``
+(Anthropic, whose ITPM does not count cache reads on most models) the cached part of the
+input is refunded.
 
-After the call, :meth:`RateLimiter.settle` replaces the estimate with the real usage
-(refunding or debiting the difference). With ``cache_reads_count=False`` (Anthropic, whose
-ITPM does not count cache reads on most models) the cached part of the input is refunded.
+Learning limits. Limits nobody configured are learned from the provider's rate-limit headers
+(:meth:`RateLimiter.observe`, fed at the first byte of every answer, see
+:mod:`runtime.rate_headers`): a bucket is created for each limit the headers name, and a
+learned limit follows the headers up or down; a configured limit is only ever lowered by them
+(it was set too high). ``remaining`` can only lower a bucket, never raise it: it was computed
+when the provider admitted that one request, while other requests of ours were in flight, so
+it may predate our latest admissions. (``reset`` adds nothing the refill rate does not say.)
 
-Provider headers (:meth:`RateLimiter.observe`) can only lower a bucket, never raise it: an
-answer's ``remaining`` was computed when the provider handled that one request, while other
-requests of ours were in flight, so it is stale; the provider saying fewer remain than we
-think is a sure sign our accounting is optimistic, but it saying more could just be the
-snapshot predating our latest admissions. A provider ``limit`` below our capacity is adopted
-(the configured limit was too high); an unconfigured limit reported by the provider is
-learned from the headers.
+Calibration (slow start). A new limiter knows neither the account's limits (when none are
+configured) nor how much of its budget other clients are spending. Until the first answer's
+rate-limit headers are observed (or an answer is settled, or a 429 arrives, or
+``probe_timeout_s`` passes) admissions follow a slow start instead of the buckets alone: one
+request (the probe) at first, then 2, 4, ... per :data:`BLIND_STEP_S`, never more than
+:data:`BLIND_MAX_PER_STEP` per step. With seconds-long answers the first answer's headers
+come only after a few seconds; the slow start keeps the account busy meanwhile without a
+blind burst (at most 23 requests in the first second), and on an account too small for it
+the first 429, answered at once and carrying the limits in its headers, ends it. An account
+whose answers carry no headers (Gemini) is then paced by the in-flight window of
+:mod:`runtime.inflight` and by what its 429s teach.
 
-:meth:`RateLimiter.penalize` after a 429 stops all admissions until ``now + retry_after`` and
-empties the buckets (the provider just said the account has no room).
-
-Calibration. A new limiter does not know how much of the account's budget other clients have
-already spent, so with configured limits it starts with one probe request: the next callers
-wait until the probe is settled or its rate-limit headers are observed (or ``probe_timeout_s``
-passes), which corrects the buckets to what the provider says remains before a burst goes
-out. Without that, a fresh process facing an account already at its limit sends a whole
-bucket's worth of requests into 429s.
+429s. :meth:`RateLimiter.penalize` stops all admissions until ``now + retry_after`` and
+empties the buckets (the provider just said the account has no room). A second 429 for a
+request admitted after the previous one says our pace itself is too fast: the refill rate is
+cut to :data:`PACE_CUT` of itself (not below :data:`PACE_FLOOR`) and recovers by
+:data:`PACE_RECOVERY_PER_S` per second. A 429 that names the limit (Gemini's ``QuotaFailure``,
+headers on Anthropic and OpenAI 429s) is learned through :meth:`RateLimiter.observe`.
 
 Why not ``aiolimiter``: its ``AsyncLimiter`` reads the event loop's clock and has a single
 bucket with a fixed capacity, so it can take neither an injected clock (needed for
@@ -59,8 +76,32 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm.providers.base import RateLimitSnapshot
 from llm.types import Usage
+from runtime.token_estimates import OutputEstimate
 
 BUCKETS = ("rpm", "itpm", "otpm", "tpm")
+
+#: Seconds of a limit a bucket holds (what may leave at once after an idle spell).
+DEFAULT_BURST_S = 0.5
+#: Share of each limit the buckets refill at (slack for the provider's short window).
+DEFAULT_PACE = 0.995
+#: A 429 for a request admitted after the previous 429 multiplies the pace by this...
+PACE_CUT = 0.8
+#: ...but never below this share of the limit;
+PACE_FLOOR = 0.5
+#: and the pace recovers by this share of the limit per second without such 429s.
+PACE_RECOVERY_PER_S = 0.005
+#: Slow start before the first answer: step length, and most admissions per step (the
+#: steps admit 1, 2, 4, then this many).
+BLIND_STEP_S = 0.2
+BLIND_MAX_PER_STEP = 8
+#: A request limit learned after the slow start begins with the budget the slow start left
+#: unused, up to this many bursts. One: more would leave the provider's one-second window
+#: too little slack for requests that reach it bunched (measured through the Ray actor:
+#: 1.5 bursts gave 6 x 429 just after the first second).
+CATCH_UP_BURSTS = 1.0
+_BLIND_POLL_S = 0.01
+#: Weight of the newest answer in the running mean tokens per request.
+_MEAN_WEIGHT = 0.05
 
 #: Waits shorter than this count as zero, so float rounding can never leave a caller
 #: sleeping ever-smaller slices that no longer move the clock.
@@ -68,7 +109,7 @@ _EPSILON_S = 1e-9
 
 
 class AccountLimits(BaseModel):
-    """Per-minute limits of one provider account; None means unlimited."""
+    """Per-minute limits of one provider account; None means unknown (learned from headers)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -87,28 +128,39 @@ class Reservation:
 
     id: int
     input_tokens: int
+    #: Output tokens reserved (the estimate, at most ``max_output_tokens``).
     output_tokens: int
     admitted_at: float
     waited_s: float
     settled: bool = False
+    #: The request's ``max_tokens`` (what the estimate learns against).
+    max_output_tokens: int = 0
 
 
 class _Bucket:
-    """A continuously refilled bucket; the level may go negative (debt)."""
+    """A continuously refilled bucket of one per-minute limit; the level may go negative."""
 
-    __slots__ = ("capacity", "level", "updated")
+    __slots__ = ("burst_s", "capacity", "level", "limit", "rate", "updated")
 
-    def __init__(self, capacity: float, now: float, level: float | None = None) -> None:
-        self.capacity = float(capacity)
-        self.level = self.capacity if level is None else float(level)
+    def __init__(
+        self, limit: float, now: float, *, burst_s: float, pace: float, level: float | None = None
+    ) -> None:
+        self.burst_s = burst_s
         self.updated = now
+        self.limit = self.capacity = self.rate = 0.0
+        self.set_limit(limit, pace)
+        self.level = self.capacity if level is None else min(float(level), self.capacity)
 
-    @property
-    def rate(self) -> float:
-        return self.capacity / 60.0
+    def set_limit(self, limit: float, pace: float) -> None:
+        """A new per-minute limit: capacity is ``burst_s`` of it (at least 1), rate ``pace``."""
+        self.limit = float(limit)
+        self.capacity = max(self.limit / 60.0 * self.burst_s, 1.0)
+        self.rate = self.limit / 60.0 * pace
+        if hasattr(self, "level"):
+            self.level = min(self.level, self.capacity)
 
     def refill(self, now: float) -> None:
-        if now > self.updated:
+        if now > self.updated and self.level < self.capacity:
             self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
         self.updated = now
 
@@ -118,11 +170,18 @@ class _Bucket:
         return 0.0 if self.level >= need else (need - self.level) / self.rate
 
     def debit(self, amount: float) -> None:
-        self.level = min(self.capacity, self.level - amount)
+        """Take ``amount`` (a refund when negative, never above capacity or the level)."""
+        level = self.level - amount
+        self.level = min(level, max(self.capacity, self.level)) if amount < 0 else level
 
 
 class RateLimiter:
-    """FIFO admission against the account's buckets. See the module docstring."""
+    """FIFO admission against the account's buckets. See the module docstring.
+
+    ``combined_tokens`` says the provider's token headers report one input+output budget
+    (OpenAI): a learned token limit then becomes ``tpm`` rather than ``itpm``. By default it
+    is true when ``tpm`` and not ``itpm`` is configured.
+    """
 
     def __init__(
         self,
@@ -132,55 +191,89 @@ class RateLimiter:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         poll_interval_s: float = 1.0,
         probe_timeout_s: float = 30.0,
+        burst_s: float = DEFAULT_BURST_S,
+        pace: float = DEFAULT_PACE,
+        combined_tokens: bool | None = None,
     ) -> None:
         self.limits = limits
         self._clock = clock
         self._sleep = sleep
         self._poll = poll_interval_s
+        self._burst_s = burst_s
+        self._pace_max = self._pace = pace
+        if combined_tokens is None:
+            combined_tokens = limits.tpm is not None and limits.itpm is None
+        self._token_bucket = "tpm" if combined_tokens else "itpm"
         now = clock()
+        self._paced_at = now
         self._buckets: dict[str, _Bucket] = {
-            name: _Bucket(getattr(limits, name), now)
+            name: _Bucket(getattr(limits, name), now, burst_s=burst_s, pace=pace)
             for name in BUCKETS
             if getattr(limits, name) is not None
         }
+        self._configured = frozenset(self._buckets)
         self._blocked_until = now
+        self._last_penalty: float | None = None
         self._lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self.waiting = 0
-        # Calibration probe: only when limits are configured (otherwise nothing to protect).
-        self._calibrated = not self._buckets
+        self.outputs = OutputEstimate()
+        self._mean_in: float | None = None
+        self._mean_out: float | None = None
+        # Slow start until the first answer (probe_timeout_s=0 turns it off).
+        self._calibrated = probe_timeout_s <= 0
         self._probe_started: float | None = None
         self._probe_timeout = probe_timeout_s
+        self._blind_sent = 0
 
     # --- admission ----------------------------------------------------------------------
 
     async def reserve(self, input_tokens: int, output_tokens: int) -> Reservation:
-        """Wait until 1 request and the estimated tokens fit, then debit them."""
+        """Wait until 1 request and the estimated tokens fit, then debit them.
+
+        ``output_tokens`` is the request's ``max_tokens``; what is reserved for it is the
+        learned estimate (:class:`~runtime.token_estimates.OutputEstimate`).
+        """
         start = self._clock()
         self.waiting += 1
         try:
             async with self._lock:
-                while self._probe_in_flight():
-                    await self._sleep(min(self._poll, 0.05) if self._poll > 0 else 0.05)
-                while (wait := self._wait_time(input_tokens, output_tokens)) > _EPSILON_S:
+                while (blind := self._blind_wait()) > _EPSILON_S:
+                    await self._sleep(min(blind, _BLIND_POLL_S))  # an answer may end it
+                estimate = self.outputs.estimate(output_tokens)
+                while (wait := self._wait_time(input_tokens, estimate)) > _EPSILON_S:
                     # Sleep in slices so refunds and corrections made meanwhile are seen.
                     await self._sleep(min(wait, self._poll) if self._poll > 0 else wait)
+                    estimate = self.outputs.estimate(output_tokens)
                 now = self._clock()
-                self._debit({"rpm": 1, **self._token_costs(input_tokens, output_tokens)})
-                if not self._calibrated and self._probe_started is None:
-                    self._probe_started = now
+                self._debit({"rpm": 1, **self._token_costs(input_tokens, estimate)})
+                if not self._calibrated:
+                    self._blind_sent += 1
+                    if self._probe_started is None:
+                        self._probe_started = now
         finally:
             self.waiting -= 1
-        return Reservation(next(self._ids), input_tokens, output_tokens, now, now - start)
+        return Reservation(
+            next(self._ids),
+            input_tokens,
+            estimate,
+            now,
+            now - start,
+            max_output_tokens=output_tokens,
+        )
 
-    def _probe_in_flight(self) -> bool:
-        """True while the first (probe) request is out and its answer not yet seen."""
+    def _blind_wait(self) -> float:
+        """Seconds until the slow start admits the next request (0: now, or calibrated)."""
         if self._calibrated or self._probe_started is None:
-            return False
-        if self._clock() - self._probe_started >= self._probe_timeout:
+            return 0.0
+        elapsed = self._clock() - self._probe_started
+        if elapsed >= self._probe_timeout:
             self._calibrated = True  # never wait forever on a lost probe
-            return False
-        return True
+            return 0.0
+        step = int(elapsed / BLIND_STEP_S)
+        if self._blind_sent < blind_allowance(step):
+            return 0.0
+        return min((step + 1) * BLIND_STEP_S - elapsed, self._probe_timeout - elapsed)
 
     @property
     def calibrated(self) -> bool:
@@ -194,14 +287,24 @@ class RateLimiter:
         return max([self._blocked_until - now, 0.0, *waits])
 
     @staticmethod
-    def _token_costs(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    def _token_costs(input_tokens: float, output_tokens: float) -> dict[str, float]:
         return {"itpm": input_tokens, "otpm": output_tokens, "tpm": input_tokens + output_tokens}
 
     def _refill(self) -> float:
         now = self._clock()
+        if self._pace < self._pace_max and now > self._paced_at:
+            pace = min(self._pace_max, self._pace + (now - self._paced_at) * PACE_RECOVERY_PER_S)
+            self._set_pace(pace, now)
+        self._paced_at = now
         for bucket in self._buckets.values():
             bucket.refill(now)
         return now
+
+    def _set_pace(self, pace: float, now: float) -> None:
+        self._pace = pace
+        for bucket in self._buckets.values():
+            bucket.refill(now)
+            bucket.set_limit(bucket.limit, pace)
 
     def _debit(self, costs: dict[str, float]) -> None:
         for name, bucket in self._buckets.items():
@@ -222,15 +325,18 @@ class RateLimiter:
         extra_out = usage.output_tokens - reservation.output_tokens
         self._refill()
         self._debit(self._token_costs(extra_in, extra_out))
+        if usage.input_tokens or usage.output_tokens:  # an answer, not a refund
+            self.outputs.learn(usage.output_tokens, reservation.max_output_tokens)
+            self._mean_in = _mean(self._mean_in, counted_input)
+            self._mean_out = _mean(self._mean_out, usage.output_tokens)
 
     def observe(self, snapshot: RateLimitSnapshot) -> None:
-        """Lower buckets to what the provider's headers say remains (never raise them)."""
+        """Learn limits from the provider's headers; lower buckets to what remains."""
         self._calibrated = True
         now = self._refill()
-        token_bucket = "itpm" if "itpm" in self._buckets or "tpm" not in self._buckets else "tpm"
         pairs = {
             "rpm": (snapshot.requests_limit, snapshot.requests_remaining),
-            token_bucket: (snapshot.input_tokens_limit, snapshot.input_tokens_remaining),
+            self._token_bucket: (snapshot.input_tokens_limit, snapshot.input_tokens_remaining),
             "otpm": (snapshot.output_tokens_limit, snapshot.output_tokens_remaining),
         }
         for name, (limit, remaining) in pairs.items():
@@ -240,30 +346,71 @@ class RateLimiter:
         bucket = self._buckets.get(name)
         if bucket is None:
             if limit is not None and limit > 0:
-                start = remaining if remaining is not None else limit
-                self._buckets[name] = _Bucket(limit, now, level=min(start, limit))
+                bucket = _Bucket(limit, now, burst_s=self._burst_s, pace=self._pace)
+                if name == "rpm" and self._probe_started is not None:
+                    unused = bucket.rate * (now - self._probe_started) - self._blind_sent
+                    bucket.level = min(bucket.capacity * CATCH_UP_BURSTS, bucket.level + unused)
+                    bucket.level = max(bucket.level, 0.0)
+                if remaining is not None:
+                    bucket.level = min(bucket.level, float(remaining))
+                self._buckets[name] = bucket
             return
-        if limit is not None and 0 < limit < bucket.capacity:
-            bucket.capacity = float(limit)
-            bucket.level = min(bucket.level, bucket.capacity)
+        if limit is not None and limit > 0 and limit != bucket.limit:
+            if limit < bucket.limit or name not in self._configured:
+                bucket.set_limit(limit, self._pace)
         if remaining is not None and remaining < bucket.level:
             bucket.level = float(remaining)
 
-    def penalize(self, retry_after_s: float) -> None:
+    def penalize(self, retry_after_s: float, admitted_at: float | None = None) -> None:
         """After a 429: admit nothing until ``retry_after_s`` seconds from now.
 
         A 429 also says the account has no room left, whatever our buckets think (another
         client may share the key), so every bucket is emptied: after the pause, admissions
-        resume at the refill rate instead of as a burst of a full bucket.
+        resume at the refill rate instead of as a burst of a full bucket. If the refused
+        request (admitted at ``admitted_at``) was sent after the previous 429, pacing at the
+        refill rate was itself too fast, so the pace is cut (see the module docstring).
         """
         self._calibrated = True
         now = self._refill()
+        last = self._last_penalty
+        if admitted_at is not None and last is not None and admitted_at > last:
+            self._set_pace(max(PACE_FLOOR, self._pace * PACE_CUT), now)
+        self._last_penalty = now
         for bucket in self._buckets.values():
             bucket.level = min(bucket.level, 0.0)
         if retry_after_s > 0:
             self._blocked_until = max(self._blocked_until, now + retry_after_s)
 
     # --- introspection ------------------------------------------------------------------
+
+    @property
+    def pace(self) -> float:
+        """The share of each limit the buckets refill at right now."""
+        return self._pace
+
+    def request_rate(self) -> float | None:
+        """Requests per second the known limits sustain (None while no limit is known).
+
+        Token limits are turned into requests with the mean tokens per answer seen so far
+        (or, before any answer, left out).
+        """
+        self._refill()
+        per_request = {
+            "rpm": 1.0,
+            "itpm": self._mean_in,
+            "otpm": self._mean_out,
+            "tpm": None
+            if self._mean_in is None or self._mean_out is None
+            else self._mean_in + self._mean_out,
+        }
+        rates = [
+            bucket.rate / cost
+            for name, bucket in self._buckets.items()
+            if (cost := per_request[name]) is not None and cost > 0
+        ]
+        if not rates and self._buckets:
+            return None if "rpm" not in self._buckets else self._buckets["rpm"].rate
+        return min(rates, default=None)
 
     def headroom(self) -> float:
         """Free share of the tightest bucket, in [0, 1]; 0 while penalized, 1 if unlimited."""
@@ -274,10 +421,28 @@ class RateLimiter:
         return min(shares, default=1.0)
 
     def levels(self) -> dict[str, float]:
-        """Current level of each configured bucket (for metrics and tests)."""
+        """Current level of each known bucket (for metrics and tests)."""
         self._refill()
         return {name: bucket.level for name, bucket in self._buckets.items()}
 
     def capacities(self) -> dict[str, float]:
-        """Capacity of each bucket (after any limit learned from headers)."""
+        """Capacity (the burst) of each bucket."""
         return {name: bucket.capacity for name, bucket in self._buckets.items()}
+
+    def known_limits(self) -> dict[str, int]:
+        """Per-minute limit of each bucket, configured or learned from headers."""
+        return {name: int(bucket.limit) for name, bucket in self._buckets.items()}
+
+
+def blind_allowance(step: int) -> int:
+    """Admissions the slow start allows through step ``step`` (0-based) before an answer."""
+    doubling = BLIND_MAX_PER_STEP.bit_length() - 1  # steps that double: 1, 2, 4, ...
+    if step < doubling:
+        return 2 ** (step + 1) - 1
+    return 2**doubling - 1 + (step - doubling + 1) * BLIND_MAX_PER_STEP
+
+
+def _mean(current: float | None, value: float) -> float:
+    if current is None:
+        return float(value)
+    return current + _MEAN_WEIGHT * (value - current)

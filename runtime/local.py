@@ -83,6 +83,15 @@ class EngineExecutor:
             async for item in items:
                 yield item
 
+    def capacity(self) -> int | None:
+        """Calls worth having in flight over every engine (None until one has learned).
+
+        The sum of the engines' in-flight targets (:mod:`runtime.inflight`); a batch job
+        sizes its look-ahead from it.
+        """
+        total = sum(engine.inflight.reported() for engine in self._engines.values())
+        return total or None
+
     def stats(self) -> dict[str, EngineStats]:
         """Stats of every engine created so far, by provider."""
         return {provider: engine.stats() for provider, engine in self._engines.items()}

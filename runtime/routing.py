@@ -55,6 +55,8 @@ class ActorRoute(BaseModel):
     #: Free share of the account's tightest rate-limit bucket, 0..1.
     headroom: float = 1.0
     in_flight: int = 0
+    #: Calls the account's budget wants in flight (0: not reported).
+    in_flight_target: int = 0
     breaker_state: str = "closed"
     #: False when the last stats poll failed (the actor may be restarting).
     reachable: bool = True
@@ -95,6 +97,7 @@ def route_from_stats(name: str, provider: str, stats: Any | None) -> ActorRoute:
         account=str(getattr(stats, "account", "default")),
         headroom=float(getattr(stats, "headroom", 1.0)),
         in_flight=int(getattr(stats, "in_flight", 0)),
+        in_flight_target=int(getattr(stats, "in_flight_target", 0)),
         breaker_state=str(getattr(stats, "breaker_state", "closed")),
     )
 

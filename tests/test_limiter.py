@@ -12,7 +12,7 @@ from llm.config import Settings
 from llm.exceptions import ConfigurationError
 from llm.providers.base import RateLimitSnapshot
 from llm.types import Usage
-from runtime.limiter import AccountLimits, RateLimiter
+from runtime.limiter import AccountLimits, RateLimiter, blind_allowance
 from runtime.limits_config import load_limits
 
 
@@ -30,14 +30,23 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-def make(*, probe: bool = False, **limits) -> tuple[RateLimiter, FakeClock]:
-    """A limiter on a fake clock; bucket tests skip the calibration probe (tested below)."""
+def make(
+    *, probe: bool = False, burst_s: float = 60.0, pace: float = 1.0, **limits
+) -> tuple[RateLimiter, FakeClock]:
+    """A limiter on a fake clock; bucket tests skip the calibration probe (tested below).
+
+    By default a bucket holds a whole minute and refills at exactly the limit, so the
+    arithmetic of admissions is easy to follow; the short-window defaults are tested in
+    tests/test_limiter_realistic.py.
+    """
     clock = FakeClock()
     limiter = RateLimiter(
         AccountLimits(**limits),
         clock=clock,
         sleep=clock.sleep,
         probe_timeout_s=30.0 if probe else 0.0,
+        burst_s=burst_s,
+        pace=pace,
     )
     return limiter, clock
 
@@ -316,37 +325,53 @@ def test_invalid_env_limit_raises_configuration_error():
 # --- calibration probe ----------------------------------------------------------------------
 
 
-async def test_first_request_is_a_probe_the_rest_wait_for_its_answer():
-    limiter, clock = make(probe=True, rpm=600)
-    probe = await limiter.reserve(10, 10)
+async def test_slow_start_before_the_first_answer_then_the_learned_pace():
+    # No limit configured and no answer yet: 1, 2, 4, then 8 admissions per 0.2 s.
+    limiter, clock = make(probe=True)
+    times = [(await limiter.reserve(10, 10)).admitted_at for _ in range(31)]
+    expected = [0.0] + [0.2] * 2 + [0.4] * 4 + [0.6] * 8 + [0.8] * 8 + [1.0] * 8
+    assert times == pytest.approx(expected)
+    assert blind_allowance(4) == 23  # at most 23 in the first second
+    # The first answer's headers arrive: the account allows 600 rpm, nothing left right now.
+    limiter.observe(RateLimitSnapshot(requests_limit=600, requests_remaining=0))
+    assert limiter.calibrated and limiter.known_limits() == {"rpm": 600}
+    nxt = await limiter.reserve(10, 10)
+    assert nxt.admitted_at == pytest.approx(1.0 + 1 / (600 / 60 * 1.0))
+
+
+async def test_first_answer_headers_end_the_slow_start_at_once():
+    limiter, clock = make(probe=True, rpm=600)  # configured: calibrated by the first answer too
+    await limiter.reserve(10, 10)
     follower = asyncio.ensure_future(limiter.reserve(10, 10))
-    await clock.sleep(5.0)  # time passes; the probe is still out
+    await clock.sleep(0.1)  # the probe is still out; the slow start holds the follower
     assert not follower.done() and not limiter.calibrated
     # The provider says the account is nearly spent: the buckets follow before the next send.
     limiter.observe(RateLimitSnapshot(requests_limit=600, requests_remaining=0))
-    limiter.settle(probe, Usage(input_tokens=10, output_tokens=10))
     await follower
     assert limiter.calibrated
-    assert clock.now >= 5.0 + 0.1 - 1e-9  # waited for one request's refill (600 rpm = 0.1 s)
+    # One refill at 600 rpm after the headers (the fake sleeps of both move the clock).
+    assert follower.result().admitted_at == pytest.approx(0.2, abs=0.011)
 
 
 async def test_probe_settle_without_headers_releases_followers():
     limiter, clock = make(probe=True, itpm=6000)
     probe = await limiter.reserve(10, 0)
     follower = asyncio.ensure_future(limiter.reserve(10, 0))
-    await clock.sleep(1.0)
+    await clock.sleep(0.1)
     assert not follower.done()
     limiter.settle(probe, Usage(input_tokens=10))
     await follower
-    assert clock.now < 1.2
+    assert clock.now < 0.2
 
 
-async def test_lost_probe_times_out_and_unlimited_limiter_never_probes():
-    limiter, clock = make(probe=True, rpm=6000)
-    await limiter.reserve(1, 1)  # never settled
+async def test_a_429_ends_the_slow_start_and_lost_probes_time_out():
+    limiter, clock = make(probe=True)
     await limiter.reserve(1, 1)
-    assert clock.now >= 30.0 and limiter.calibrated
-    unlimited, clock2 = make(probe=True)
-    await unlimited.reserve(1, 1)
-    await unlimited.reserve(1, 1)
-    assert clock2.now == 0.0
+    limiter.penalize(0.5)  # refused at once: the account is smaller than the slow start
+    assert limiter.calibrated
+    assert (await limiter.reserve(1, 1)).admitted_at == pytest.approx(0.5)
+    lost, clock2 = make(probe=True)
+    await lost.reserve(1, 1)  # never answered
+    await clock2.sleep(31.0)
+    await lost.reserve(1, 1)
+    assert lost.calibrated
