@@ -216,7 +216,7 @@ class EngineTelemetry:
             headroom=limiter.headroom() if limiter is not None else 1.0,
             breaker_state=engine.breaker.state,
             levels=limiter.levels() if limiter is not None else None,
-            capacities=limiter.capacities() if limiter is not None else None,
+            capacities=limiter.known_limits() if limiter is not None else None,
         )
 
 

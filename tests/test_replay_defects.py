@@ -214,7 +214,7 @@ def test_openai_request_too_large_is_not_retried_and_not_a_limiter_penalty():
     adapter = OpenAIAdapter(SETTINGS, http_client=served.client())
     engine = _engine("openai", adapter, AccountLimits(rpm=1000, tpm=10_000_000))
     penalties: list[float] = []
-    engine.limiter.penalize = penalties.append  # type: ignore[method-assign, union-attr]
+    engine.limiter.penalize = lambda delay, **_: penalties.append(delay)  # type: ignore[method-assign, union-attr]
     with pytest.raises(RequestTooLargeError) as caught:
         asyncio.run(engine.execute(_request("gpt-4.1"), CallContext(request_id="r1")))
     error = caught.value
@@ -244,7 +244,7 @@ def test_openai_ordinary_429_is_still_retried_and_penalised():
     adapter = OpenAIAdapter(SETTINGS, http_client=served.client())
     engine = _engine("openai", adapter, AccountLimits(rpm=1000, tpm=10_000_000))
     penalties: list[float] = []
-    engine.limiter.penalize = penalties.append  # type: ignore[method-assign, union-attr]
+    engine.limiter.penalize = lambda delay, **_: penalties.append(delay)  # type: ignore[method-assign, union-attr]
     with pytest.raises(RateLimitError):
         asyncio.run(engine.execute(_request("gpt-4.1"), CallContext(request_id="r1")))
     assert served.calls == 4 and len(penalties) == 4
