@@ -115,6 +115,11 @@ class ThreadEmulator:
         self._thread.stop()
 
 
+#: Emulator flags for scenarios that measure our own cost, not a rate limit: an account so
+#: large that the rate-limit headers on every answer (which the runtime obeys) never bind.
+UNBOUNDED_ACCOUNT = ["--rpm", "100000000", "--itpm", "100000000000", "--otpm", "100000000000"]
+
+
 class ProcessEmulator:
     """``python -m llm.emulator`` in a child process (``with`` block), loopback only."""
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from bench.common import (
     API_KEY,
+    UNBOUNDED_ACCOUNT,
     Figure,
     ProcessEmulator,
     bench_settings,
@@ -279,7 +280,7 @@ def _ratios(figures: list[Figure]) -> None:
 
 async def run(quick: bool, with_ray: bool = True) -> list[Figure]:
     plan = plan_for(quick)
-    with ProcessEmulator([]) as emulator:
+    with ProcessEmulator(UNBOUNDED_ACCOUNT) as emulator:
         settings = bench_settings(emulator.base_url, scratch_dir("ledger-overhead"))
         async with contextlib.AsyncExitStack() as stack:
             paths, missing = await _open_paths(stack, emulator.base_url, settings, with_ray)

@@ -37,7 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import API_KEY, ROOT, Figure, ProcessEmulator, error_text, not_measured
+from bench.common import (
+    API_KEY,
+    ROOT,
+    UNBOUNDED_ACCOUNT,
+    Figure,
+    ProcessEmulator,
+    error_text,
+    not_measured,
+)
 
 SCENARIO = "scale"
 TARGET = "<= 1.1"
@@ -242,7 +250,7 @@ def run(quick: bool) -> list[Figure]:
     """Two job sizes, each in a fresh process and output directory."""
     plan = plan_for(quick)
     runs: list[dict[str, Any]] = []
-    with ProcessEmulator([]) as emulator:
+    with ProcessEmulator(UNBOUNDED_ACCOUNT) as emulator:
         for rows in (plan.small, plan.large):
             print(f"  scale: batch job, {rows} rows...", flush=True)
             with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
