@@ -85,8 +85,19 @@ def test_reasoning_model_gets_developer_role_effort_and_no_temperature():
     kwargs = oa.build_request(req)
     assert kwargs["messages"][0] == {"role": "developer", "content": "Be terse."}
     assert kwargs["reasoning_effort"] == "high"
-    assert kwargs["max_completion_tokens"] == 256
+    # the answer's 256 plus the high effort's reasoning allowance, within the output limit
+    assert kwargs["max_completion_tokens"] == min(256 + 24576, req.model.max_output_tokens) > 256
     assert "temperature" not in kwargs and "top_p" not in kwargs and "max_tokens" not in kwargs
+
+
+def test_reasoning_allowance_follows_the_effort_and_the_output_limit():
+    small = model("o4-mini", reasoning=True).model_copy(update={"max_output_tokens": 4000})
+    big = model("o4-mini", reasoning=True).model_copy(update={"max_output_tokens": 128_000})
+    assert oa.build_request(request(HELLO, model=big))["max_completion_tokens"] == 256 + 8192
+    low = request(HELLO, model=big, reasoning_effort="low")
+    assert oa.build_request(low)["max_completion_tokens"] == 256 + 1024
+    assert oa.build_request(request(HELLO, model=small))["max_completion_tokens"] == 4000
+    assert oa.build_request(request(HELLO))["max_completion_tokens"] == 256  # not reasoning
 
 
 def test_plain_model_gets_system_role_temperature_and_no_effort():

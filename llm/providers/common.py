@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llm.exceptions import InvalidRequestError, LLMError
+from llm.models import ModelInfo
 from llm.providers.base import ProviderRequest
 from llm.tokens import (
     MESSAGE_OVERHEAD,
@@ -213,3 +214,12 @@ def scrub_message(message: str | None) -> str:
     """A provider error message safe to show: key-like strings masked, length bounded."""
     text = _KEY_LIKE.sub("[redacted]", message or "")
     return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+
+
+def output_limit(model: ModelInfo, max_tokens: int, reasoning_allowance: int) -> int:
+    """The provider's output limit for an answer of ``max_tokens`` on a model whose reasoning
+    counts against that limit (Gemini ``maxOutputTokens``, OpenAI ``max_completion_tokens``):
+    ``max_tokens`` plus the tokens set aside for reasoning, capped at the model's output limit
+    and never below ``max_tokens``. Without it a thinking model can spend the whole limit on
+    thoughts and answer with nothing (``finish_reason="length"``)."""
+    return max(max_tokens, min(max_tokens + reasoning_allowance, model.max_output_tokens))

@@ -76,6 +76,7 @@ from llm.exceptions import (
 from llm.models import ModelInfo
 from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult, StreamItem
 from llm.providers.common import (
+    output_limit,
     prefix_tokens_through_system,
     scrub_message,
     split_system,
@@ -252,8 +253,7 @@ def thinking_allowance(model: ModelInfo, effort: str | None) -> int:
 def max_output_tokens(model: ModelInfo, max_tokens: int, effort: str | None) -> int:
     """``maxOutputTokens``: the answer's ``max_tokens`` plus the thinking allowance, capped
     at the model's output limit (never below ``max_tokens``)."""
-    allowance = thinking_allowance(model, effort)
-    return max(max_tokens, min(max_tokens + allowance, model.max_output_tokens))
+    return output_limit(model, max_tokens, thinking_allowance(model, effort))
 
 
 def thinking_config(

@@ -21,7 +21,9 @@ Mapping notes:
 * Reasoning models (``reasoning_always_on`` or ``sampling_params`` false in the registry)
   take system text as role ``developer``, get ``reasoning_effort`` and never ``temperature``.
   Other models take role ``system`` and ``temperature`` if set. Both get
-  ``max_completion_tokens`` (``max_tokens`` is deprecated and rejected by o-series models).
+  ``max_completion_tokens`` (``max_tokens`` is deprecated and rejected by o-series models);
+  on a reasoning model it is ``max_tokens`` plus a reasoning allowance by effort
+  (:func:`max_completion_tokens`), since reasoning counts against it.
 * Strict mode (tools and ``response_format``) is only switched on when the schema already
   obeys OpenAI's strict rules (:func:`is_strict_schema`: every object closes
   ``additionalProperties`` and requires all its properties; no ``allOf``/``not``/conditional
@@ -83,6 +85,7 @@ from llm.providers.base import (
 from llm.providers.common import (
     estimate_prompt_tokens,
     image_data_url,
+    output_limit,
     parse_json_arguments,
     scrub_message,
     validate_image,
@@ -264,13 +267,28 @@ def map_response_format(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Reasoning tokens set aside on top of ``max_tokens`` for a reasoning model, by effort
+#: (reasoning counts against ``max_completion_tokens``; ``medium`` is OpenAI's default effort).
+REASONING_ALLOWANCE = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
+
+
+def max_completion_tokens(req: ProviderRequest, reasoning: bool) -> int:
+    """``max_completion_tokens``: the answer's ``max_tokens``, plus on a reasoning model the
+    effort's :data:`REASONING_ALLOWANCE` (capped at the model's output limit), so that the
+    reasoning does not eat the answer (a JSON answer cut short fails its schema)."""
+    if not reasoning:
+        return req.max_tokens
+    allowance = REASONING_ALLOWANCE[req.reasoning_effort or "medium"]
+    return output_limit(req.model, req.max_tokens, allowance)
+
+
 def build_request(req: ProviderRequest) -> dict[str, Any]:
     """The keyword arguments for ``client.chat.completions.create`` (without streaming)."""
     reasoning = is_reasoning_model(req.model)
     kwargs: dict[str, Any] = {
         "model": req.model.api_id,
         "messages": map_messages(req.messages, system_role="developer" if reasoning else "system"),
-        "max_completion_tokens": req.max_tokens,
+        "max_completion_tokens": max_completion_tokens(req, reasoning),
     }
     if req.reasoning_effort is not None and (reasoning or req.model.capabilities.reasoning):
         kwargs["reasoning_effort"] = req.reasoning_effort
