@@ -1,9 +1,13 @@
 """Scale: peak memory of the batch job (``python -m jobs.batch``) at two input sizes.
 
-Each run is a fresh child process, ``python -m jobs.batch rows.jsonl --output DIR`` with
-its defaults (Ray embedded in the job's process, concurrency 32), on a synthetic JSONL of
-small prompts, against a zero-latency emulator in a separate process (so the emulator's
-own memory is not counted). Measured:
+Each run is a fresh child process, ``python -m jobs.batch rows.jsonl --output DIR
+--concurrency 256`` (Ray embedded in the job's process), on a synthetic JSONL of small
+prompts, against a zero-latency emulator in a separate process (so the emulator's own memory
+is not counted) whose account never binds. The in-flight bound is fixed so that the two
+sizes differ in rows only: by default calls in flight follow the account's rate x latency
+(up to ``LLM_MAX_CONNECTIONS``), and against an unbounded, zero-latency account a 1,000-row
+job would have at most 1,000 calls in flight and a 10,000-row job 2,048, which measures
+calls in flight (about 43 KiB each), not job size. Measured:
 
 * ``driver_peak_mib``: the job process's own peak resident set (``VmHWM`` of
   ``/proc/self/status``, written by a small wrapper that runs ``jobs.batch`` as
@@ -48,6 +52,8 @@ from bench.common import (
 )
 
 SCENARIO = "scale"
+#: Calls in flight in every run (see the module docstring).
+CONCURRENCY = 256
 TARGET = "<= 1.1"
 LIMIT = 1.1
 MILLION = 1_000_000
@@ -203,7 +209,7 @@ def run_job(rows: int, base_url: str, workdir: Path, cap_s: float) -> dict[str, 
     write_rows(source, rows)
     peak_file = workdir / "peak_kib"
     command = [sys.executable, "-c", WRAPPER, str(peak_file), str(source)]
-    command += ["--output", str(workdir / "out")]
+    command += ["--output", str(workdir / "out"), "--concurrency", str(CONCURRENCY)]
     env = _job_env(base_url, str(workdir / "ledger"))
     journal = workdir / "ledger" / "_journal"
     started = time.perf_counter()
