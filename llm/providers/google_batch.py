@@ -19,6 +19,7 @@ from llm.providers.batch_base import (
     BatchRow,
     BatchRowResult,
     BatchStatus,
+    batch_model,
     not_run,
     row_error,
 )
@@ -74,13 +75,8 @@ class GoogleBatchAdapter(GoogleAdapter, BatchAdapter):
         }
 
     async def submit(self, rows: list[BatchRow], *, display_name: str = "") -> str:
-        if not rows:
-            raise ValueError("a batch needs at least one row")
-        models = {row.request.model.api_id for row in rows}
-        if len(models) != 1:
-            raise ValueError(f"a Gemini batch carries one model, got {sorted(models)}")
+        model = batch_model(rows, one_model="a Gemini")
         client = self._get_client()
-        model = rows[0].request.model
         try:
             job = await client.aio.batches.create(
                 model=model.api_id,
