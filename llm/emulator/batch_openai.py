@@ -144,6 +144,10 @@ class OpenAIBatchRoutes(BatchRoutesBase):
 
     async def openai_file(self, request: web.Request) -> web.StreamResponse:
         fid = request.match_info["fid"]
+        if from_gemini(request):  # Gemini's /v1/files/{id}[:download] shares OpenAI's path
+            if fid.endswith(":download"):
+                return await self.gemini_download(request)
+            return await self.gemini_file_get(request)
         return await self._guard("openai", request, lambda key: public(self._openai_file_info(fid)))
 
     async def openai_file_content(self, request: web.Request) -> web.StreamResponse:
@@ -224,6 +228,12 @@ class OpenAIBatchRoutes(BatchRoutesBase):
         return self._error("openai", EmuError("not_found", "Gemini batches are not served here."))
 
     async def gemini_cancel(self, request: web.Request) -> web.StreamResponse:
+        return await self.gemini_get(request)
+
+    async def gemini_download(self, request: web.Request) -> web.StreamResponse:
+        return await self.gemini_get(request)
+
+    async def gemini_file_get(self, request: web.Request) -> web.StreamResponse:
         return await self.gemini_get(request)
 
 
