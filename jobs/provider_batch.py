@@ -18,8 +18,10 @@ collected.
 
 A rerun (same ``--output``) re-attaches to the batches journaled but not collected instead of
 sending their rows again, skips rows already in the output, and sends the rest. Rows that
-expired or were canceled in a batch are written as retryable errors, so the next run sends
-them again (within the budget).
+expired, or failed with a retryable error, are sent again within the same run (a new batch,
+or online once the deadline no longer allows a batch; :mod:`jobs.batch_retry`), within the
+budget; rows of a canceled batch, and rows still failing after their retry, are written as
+retryable errors, so the next run sends them again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,6 +40,7 @@ from jobs.batch_core import BatchSummary, row_request_id
 from jobs.batch_dryrun import build_request
 from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
 from jobs.batch_output import error_row, ok_row
+from jobs.batch_retry import RowRetries
 from llm.config import Settings
 from llm.exceptions import InvalidRequestError, LLMError, StructuredOutputError
 from llm.executor import Executed
@@ -54,6 +57,7 @@ from runtime.batch_journal import BatchJournal, JournaledBatch
 from runtime.ledger_store import LedgerRecord, LedgerWriter
 
 AdapterFactory = Callable[[str, Settings], BatchAdapter]
+OnlineCall = Callable[[RowRequest], Awaitable[LLMResponse]]
 _ZERO = Decimal(0)
 
 
@@ -146,6 +150,9 @@ class ProviderBatchRun:
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         leave_uncarried: bool = False,
+        deadline_s: float | None = None,
+        online_call: OnlineCall | None = None,
+        max_retries: int = 1,
     ) -> None:
         self.job_id = job_id
         self.writer = writer
@@ -172,6 +179,15 @@ class ProviderBatchRun:
         #: when ``leave_uncarried``, else written as errors.
         self.leave_uncarried = leave_uncarried
         self.uncarried = 0
+        #: Every row this run may send (again): row id -> (row, request).
+        self.known: dict[str, tuple[RowRequest, ProviderRequest]] = {}
+        self.online_call = online_call
+        self.retries = RowRetries(
+            deadline_s=deadline_s,
+            max_retries=max_retries,
+            clock=clock,
+            can_go_online=online_call is not None,
+        )
 
     def adapter(self, provider: str) -> BatchAdapter:
         if provider not in self._adapters:
@@ -197,8 +213,13 @@ class ProviderBatchRun:
             schema = getattr(item, "options", {}).get("structured_output_schema")
             if isinstance(schema, dict):
                 self.schemas[item.row_id] = schema
-            if item.row_id in self.done_ids or item.row_id in skip:
+            if item.row_id in self.done_ids:
                 self.summary.skipped_done += 1
+                continue
+            if item.row_id in skip:  # in a batch re-attached to: known, for a retry
+                self.summary.skipped_done += 1
+                if not isinstance(item, InvalidRow):
+                    self._remember(item)
                 continue
             if item.row_id in seen:
                 self.summary.duplicates += 1
@@ -218,6 +239,7 @@ class ProviderBatchRun:
             except LLMError as error:
                 self._error(row.row_id, request_id, error, row.model)
                 continue
+            self.known[row.row_id] = (row, request)
             provider = request.model.provider
             size = self._body_size(provider, BatchRow(custom_id=request_id, request=request))
             if size > self._limits(provider)[1]:
@@ -233,6 +255,18 @@ class ProviderBatchRun:
                 continue
             valid.append((row, request))
         return valid
+
+    def _remember(self, item: RowRequest) -> None:
+        row = item.for_job(self.job_id, row_request_id(self.job_id, item.row_id))
+        try:
+            request = build_request(
+                row,
+                default_model=self.settings.default_model,
+                caching_default=self.settings.enable_caching,
+            )
+        except LLMError:
+            return
+        self.known[row.row_id] = (row, request)
 
     def _error(self, row_id: str, request_id: str, error: BaseException, model: str | None) -> None:
         self.writer.add(
@@ -297,7 +331,10 @@ class ProviderBatchRun:
             if row_id in self.done_ids:  # written before a crash, collected again
                 continue
             if row.result is None:
-                self._error(row_id, row.custom_id, row.error or LLMError("no result"), model.name)
+                error = row.error or LLMError("no result")
+                if row_id in self.known and self.retries.wants(row_id, error):
+                    continue  # sent again in this run (see _retry)
+                self._error(row_id, row.custom_id, error, model.name)
                 continue
             response = call_response(
                 model,
@@ -383,9 +420,69 @@ class ProviderBatchRun:
                 if item.status.ended:
                     await self._collect(item)
                     self.open.remove(item)
+            await self._retry()
             if self.open:
                 self._report()
                 await asyncio.sleep(self.poll_s)
+
+    # ------------------------------------------------------------------ retry
+    async def _retry(self) -> None:
+        """Send the rows held by :attr:`retries` again: a new batch, or online."""
+        row_ids = self.retries.take()
+        if not row_ids:
+            return
+        items = [self.known[row_id] for row_id in row_ids]
+        path = self.retries.path()
+        self.retries.sent[path] = self.retries.sent.get(path, 0) + len(items)
+        print(f"retrying {len(items)} row(s) that a batch did not answer: {path}", file=self.out)
+        if path == "batch":
+            for batch in plan_batches(items, self._limits, self._body_size):
+                await self._submit(batch, self.submitted)
+            return
+        assert self.online_call is not None
+        for row, request in items:
+            await self._online(row, request)
+        self.writer.flush()
+
+    async def _online(self, row: RowRequest, request: ProviderRequest) -> None:
+        """One held row through the online path at standard prices (budget first)."""
+        estimate = estimate_cost(
+            request.model, estimate_prompt_tokens(request), request.max_tokens
+        ).total_cost
+        if self.budget_usd is not None:
+            if self.summary.spend + self.reserved + estimate > self.budget_usd:
+                self.summary.not_started += 1
+                self.summary.budget_stopped = True
+                return
+        assert self.online_call is not None
+        try:
+            response = await self.online_call(row)
+        except LLMError as error:
+            self._error(row.row_id, row.request_id, error, request.model.name)
+            return
+        now = datetime.now(UTC)
+        savings = cache_savings(request.model, response.usage, at=now)
+        self.writer.add(
+            ok_row(
+                row_id=row.row_id,
+                job_id=self.job_id,
+                request_id=row.request_id,
+                response=response,
+                savings=savings,
+                latency_s=response.latency_s,
+            )
+        )
+        self.summary.record_ok(response, savings)
+        if self.ledger is not None:
+            record = LedgerRecord.from_response(
+                response,
+                job_id=self.job_id,
+                row_id=row.row_id,
+                request_id=row.request_id,
+                ts=now,
+                cache_savings=savings,
+            )
+            self.ledger.append([record], durable=True)
 
     # ------------------------------------------------------------------ run
     async def run(self, rows: Iterable[InputItem | dict[str, Any]]) -> BatchSummary:
