@@ -17,10 +17,12 @@ cost without calling anything (:mod:`jobs.batch_dryrun`), online and at batch pr
 engine is :func:`jobs.batch_core.run_batch`; this module only wires it.
 
 ``--mode online`` (the default) is the path above. ``--mode batch`` sends every row through
-the providers' batch APIs at batch prices (:mod:`jobs.provider_batch`: in process, no Ray;
-same output, ledger, budget cap and resume; batch ids journaled so a rerun re-attaches).
-``--mode auto`` picks batch when ``--deadline`` (default 24h) allows the providers' 24-hour
-window, else online.
+the providers' batch APIs at batch prices (:mod:`jobs.provider_batch`, called from this
+driver, also under ``ray job submit``; with the Ray runtime the rows are recorded by the
+cluster's ledger actor, :mod:`jobs.batch_ledger`; same output, budget cap and resume; batch
+ids journaled so a rerun re-attaches; rows a batch did not answer are retried within the run,
+:mod:`jobs.batch_retry`). ``--mode auto`` picks batch when ``--deadline`` (default 24h)
+allows the providers' 24-hour window, else online.
 
 Rerunning with the same ``--output`` resumes: ``--job-id`` defaults to an id derived from
 the output directory, ids already written are skipped, and calls already billed are
@@ -308,14 +310,15 @@ async def _budget_guard(
     )
 
 
-def _online_retry_service(settings: Settings) -> Any:
-    """The in-process online path for rows a batch did not answer once the deadline leaves no
-    room for another batch (same policies as the actors; engines start on first call)."""
+def _online_retry_service(settings: Settings, executor: Executor | None = None) -> Any:
+    """The online path for rows a batch did not answer once the deadline leaves no room for
+    another batch: ``executor`` (the provider actors with the Ray runtime), else in process
+    (same policies as the actors; engines start on first call)."""
     from llm.service import LLMService
     from runtime.local import EngineExecutor
 
     return LLMService(
-        executor=EngineExecutor(settings),
+        executor=executor or EngineExecutor(settings),
         settings=settings,
         enable_cost_tracking=False,
         offline=False,
@@ -327,20 +330,20 @@ async def run_provider_batch_job(
 ) -> tuple[int, int]:
     """``--mode batch``: every row through the provider batch APIs (see jobs.provider_batch).
     Returns (exit code, rows left for the online path: ``leave_uncarried`` only)."""
+    from jobs.batch_ledger import batch_ledger
     from jobs.provider_batch import ProviderBatchRun
-    from runtime.ledger_store import LedgerWriter
 
     job_id, done_ids, writer = _open_output(args)
-    wiring = Wiring(settings)
-    if args.offline or not _has_provider_key(settings):
-        from llm.emulator.server import EmulatorConfig, settings_for, start_in_thread
-
-        wiring.emulator = start_in_thread(EmulatorConfig())
-        wiring.settings = settings_for(wiring.emulator.base_url, base=settings)
-        print(f"note: offline: emulator at {wiring.emulator.base_url}", file=sys.stderr)
-    ledger = LedgerWriter(wiring.settings.ledger_dir)
+    # The same wiring as online: the emulator when offline, and the Ray runtime (its ledger
+    # actor records the batch rows; its provider actors serve online retries) unless
+    # --runtime local. The batch APIs are called from this driver (under ray job submit: the
+    # entrypoint on the head, with the head's keys).
+    wiring = connect(args, settings)
+    for note in wiring.notes:
+        print(f"note: {note}", file=sys.stderr)
+    ledger = batch_ledger(wiring.runtime, wiring.settings.ledger_dir)
     deadline = args.deadline or ("24h" if args.mode == "auto" else None)
-    online = _online_retry_service(wiring.settings) if deadline else None
+    online = _online_retry_service(wiring.settings, wiring.executor) if deadline else None
     run = ProviderBatchRun(
         job_id=job_id,
         output_dir=args.output,

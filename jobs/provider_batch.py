@@ -27,6 +27,7 @@ retryable errors, so the next run sends them again.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
 import time
@@ -39,6 +40,7 @@ from typing import Any, TextIO
 from jobs.batch_core import BatchSummary, row_request_id
 from jobs.batch_dryrun import build_request
 from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
+from jobs.batch_ledger import ActorLedger
 from jobs.batch_output import error_row, ok_row
 from jobs.batch_retry import RowRetries
 from llm.config import Settings
@@ -146,7 +148,7 @@ class ProviderBatchRun:
         spent_before: Decimal = _ZERO,
         poll_s: float = 30.0,
         adapter_factory: AdapterFactory | None = None,
-        ledger: LedgerWriter | None = None,
+        ledger: LedgerWriter | ActorLedger | None = None,
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         leave_uncarried: bool = False,
@@ -378,7 +380,7 @@ class ProviderBatchRun:
             )
         self.writer.flush()
         if self.ledger is not None and records:
-            self.ledger.append(records, durable=True)
+            await _durably(self.ledger.append(records, durable=True))
         self.journal.append("collected", batch_id=batch.batch_id)
         self.reserved -= item.reserved
 
@@ -482,7 +484,7 @@ class ProviderBatchRun:
                 ts=now,
                 cache_savings=savings,
             )
-            self.ledger.append([record], durable=True)
+            await _durably(self.ledger.append([record], durable=True))
 
     # ------------------------------------------------------------------ run
     async def run(self, rows: Iterable[InputItem | dict[str, Any]]) -> BatchSummary:
@@ -508,6 +510,12 @@ class ProviderBatchRun:
             for adapter in self._adapters.values():
                 await adapter.aclose()  # type: ignore[attr-defined]
         return self.summary
+
+
+async def _durably(appended: Any) -> None:
+    """Wait for a ledger append that answers later (the ledger actor's reference)."""
+    if inspect.isawaitable(appended):
+        await appended
 
 
 def _structured(

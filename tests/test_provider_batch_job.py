@@ -70,7 +70,18 @@ def _settings(emu, tmp_path):
 
 def _args(source, out, *extra):
     return build_parser().parse_args(
-        [str(source), "--output", str(out), "--mode", "batch", "--poll-s", "0.1", *extra]
+        [
+            str(source),
+            "--output",
+            str(out),
+            "--mode",
+            "batch",
+            "--poll-s",
+            "0.1",
+            "--runtime",
+            "local",
+            *extra,
+        ]  # fmt: skip
     )
 
 
@@ -241,7 +252,7 @@ def test_sigkill_between_submit_and_results_creates_no_second_batch(emu, tmp_pat
         "LLM_LEDGER_DIR": str(tmp_path / "ledger"),
     }
     argv = [sys.executable, "-m", "jobs.batch", str(source), "--output", str(out),
-            "--mode", "batch", "--poll-s", "0.1"]  # fmt: skip
+            "--mode", "batch", "--poll-s", "0.1", "--runtime", "local"]  # fmt: skip
     child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)  # fmt: skip
     try:
