@@ -357,6 +357,7 @@ async def run_provider_batch_job(
         leave_uncarried=leave_uncarried,
         deadline_s=parse_deadline(deadline) if deadline else None,
         online_call=service_call(online) if online is not None else None,
+        progress=ProgressBar(total=count_rows(args.input)),
     )
     summary: BatchSummary | None = None
     flag = {"terminated": False}

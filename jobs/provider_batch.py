@@ -7,14 +7,17 @@ bytes, :class:`~llm.providers.batch_base.BatchAdapter`). Before a batch is submi
 budget cap reserves its estimated cost at batch prices (every row using its whole output
 budget); a batch that would pass the cap is not submitted and its rows count as not started.
 A row too large for its provider's batch is an error row, or, in ``auto`` mode
-(``leave_uncarried``), left for the online path. The batch id is journaled (:class:`runtime.batch_journal.BatchJournal`, fsynced) the moment
-the provider accepts it. The run then polls every open batch, printing states, counts and an
-ETA (Anthropic rows sharing a cached prefix get the 1-hour cache TTL,
-:func:`batch_cache_ttl`), and as each batch ends checks structured output against the row's schema (a batch
-cannot re-ask: a reply that does not validate is a ``StructuredOutputError`` row, billed) and
-writes its rows to the same Parquet output (and the same ledger,
-``tier = "batch"``, deduplicated by request id) as the online path, then journals it
-collected.
+(``leave_uncarried``), left for the online path. Anthropic rows sharing a cached prefix get
+the 1-hour cache TTL (:func:`batch_cache_ttl`). The batch id is journaled
+(:class:`runtime.batch_journal.BatchJournal`, fsynced) the moment the provider accepts it.
+
+The run then polls every open batch and shows their states, rows answered and an ETA in the
+job's progress view (:class:`~jobs.batch_progress.ProgressBar`: rich on a terminal, plain
+lines otherwise, e.g. under ``ray job submit``). As each batch ends it checks structured
+output against the row's schema (a batch cannot re-ask: a reply that does not validate is a
+``StructuredOutputError`` row, billed), writes the batch's rows to the same Parquet output at
+once (and the same ledger, ``tier = "batch"``, deduplicated by request id) as the online path,
+then journals it collected.
 
 A rerun (same ``--output``) re-attaches to the batches journaled but not collected instead of
 sending their rows again, skips rows already in the output, and sends the rest. Rows that
@@ -41,7 +44,9 @@ from jobs.batch_core import BatchSummary, row_request_id
 from jobs.batch_dryrun import build_request
 from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
 from jobs.batch_ledger import ActorLedger
+from jobs.batch_live import BatchWait, OpenBatch
 from jobs.batch_output import error_row, ok_row
+from jobs.batch_progress import ProgressBar
 from jobs.batch_retry import RowRetries
 from llm.config import Settings
 from llm.exceptions import InvalidRequestError, LLMError, StructuredOutputError
@@ -152,6 +157,7 @@ class ProviderBatchRun:
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         leave_uncarried: bool = False,
+        progress: ProgressBar | None = None,
         deadline_s: float | None = None,
         online_call: OnlineCall | None = None,
         max_retries: int = 1,
@@ -173,6 +179,8 @@ class ProviderBatchRun:
         self.open: list[_Open] = []
         self.submitted = 0
         self.reattached = 0
+        self.collected = 0
+        self.progress = progress or ProgressBar(self.out, clock=clock)
         #: What the rows answered in this run would have cost online, minus their cost.
         self.batch_savings = _ZERO
         #: Structured-output schemas by row id (checked when results arrive).
@@ -383,29 +391,29 @@ class ProviderBatchRun:
             await _durably(self.ledger.append(records, durable=True))
         self.journal.append("collected", batch_id=batch.batch_id)
         self.reserved -= item.reserved
+        self.collected += 1
 
     # ------------------------------------------------------------------ progress
-    def _report(self) -> None:
-        states: dict[str, int] = {}
-        done = total = 0
-        for item in self.open:
-            status = item.status
-            key = status.state if status else "submitted"
-            states[key] = states.get(key, 0) + 1
-            if status is not None:
-                total += status.total
-                done += status.succeeded + status.errored
-        state_text = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
-        waited = max((self.clock() - item.submitted_at for item in self.open), default=0.0)
-        if 0 < done < total:
-            eta = f"ETA {waited * (total - done) / done:.0f}s"
-        else:
-            eta = "ETA: provider-dependent (within 24 h)"
-        print(
-            f"batches open: {len(self.open)} ({state_text}); rows answered {done}/{total}; "
-            f"waited {waited:.0f}s; {eta}; rows written {self.summary.done}",
-            file=self.out,
+    def _report(self, *, force: bool = False) -> None:
+        """Redraw the progress view with the batches waited for (states, counts, ETA)."""
+        now = self.clock()
+        self.progress.batches = BatchWait(
+            open=[
+                OpenBatch(
+                    provider=item.journaled.provider,
+                    model=item.journaled.model,
+                    batch_id=item.journaled.batch_id,
+                    state=item.status.state if item.status else "submitted",
+                    rows=len(item.journaled.rows),
+                    answered=item.status.succeeded + item.status.errored if item.status else 0,
+                    waited_s=max(0.0, now - item.submitted_at),
+                )
+                for item in self.open
+            ],
+            collected=self.collected,
+            retried={path: n for path, n in self.retries.sent.items() if n},
         )
+        self.progress.update(self.summary, force=force)
 
     async def _poll(self) -> None:
         while self.open:
@@ -422,6 +430,7 @@ class ProviderBatchRun:
                 if item.status.ended:
                     await self._collect(item)
                     self.open.remove(item)
+                    self._report(force=True)  # its rows are in the output now
             await self._retry()
             if self.open:
                 self._report()
@@ -507,6 +516,8 @@ class ProviderBatchRun:
             await self._poll()
         finally:
             self.summary.wall_s = self.clock() - started
+            self._report(force=True)
+            self.progress.close(self.summary)
             for adapter in self._adapters.values():
                 await adapter.aclose()  # type: ignore[attr-defined]
         return self.summary
