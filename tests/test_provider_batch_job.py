@@ -404,3 +404,18 @@ def test_dry_run_and_ledger_agree_on_batch_prices(emu, tmp_path):
         assert priced.total_cost.quantize(Decimal("1e-10")) == record["total_cost"]
         checked += 1
     assert checked >= 3
+
+
+def test_gemini_rows_past_the_inline_limit_go_as_a_file(emu, tmp_path, monkeypatch):
+    from llm.providers.google_batch import GoogleBatchAdapter
+
+    monkeypatch.setattr(GoogleBatchAdapter, "inline_max_bytes", 10)
+    source, out = _input(tmp_path), tmp_path / "out"
+    assert asyncio.run(run_job(_args(source, out), _settings(emu, tmp_path))) == 0
+    service = batch_service(emu.engine)
+    [gemini] = [job for job in service.jobs.values() if job.provider == "google"]
+    assert gemini.meta["file_input"] and "responses_file" in gemini.meta
+    rows = {r["id"]: r for r in read_output(out).to_pylist()}
+    assert all(rows[f"r{i}"]["status"] == "ok" for i in (2, 5, 8))  # the Gemini rows
+    tiers = {r["row_id"]: r["tier"] for r in read_ledger(tmp_path / "ledger").to_pylist()}
+    assert {tiers[f"r{i}"] for i in (2, 5, 8)} == {"batch"}
