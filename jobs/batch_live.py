@@ -9,6 +9,9 @@ since the engines (the provider actors on a cluster) are shared and count from t
 
 :func:`engine_stats_source` builds that source for the batch job's wiring: the in-process
 executor's ``stats()``, or the provider actors' ``stats`` through Ray.
+
+:class:`BatchWait` (a list of :class:`OpenBatch`) is what a ``--mode batch`` run waits for:
+the provider batches in flight, their states and rows answered, and an ETA from those counts.
 """
 
 from __future__ import annotations
