@@ -270,5 +270,5 @@ class BatchWait:
             if 0 < batch.answered < batch.rows
         ]
         if not etas:
-            return 0.0 if self.open and all(b.state == "ended" for b in self.open) else None
+            return 0.0 if all(b.state == "ended" for b in self.open) else None
         return max(etas)

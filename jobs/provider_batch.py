@@ -396,6 +396,10 @@ class ProviderBatchRun:
     # ------------------------------------------------------------------ progress
     def _report(self, *, force: bool = False) -> None:
         """Redraw the progress view with the batches waited for (states, counts, ETA)."""
+        self._snapshot()
+        self.progress.update(self.summary, force=force)
+
+    def _snapshot(self) -> None:
         now = self.clock()
         self.progress.batches = BatchWait(
             open=[
@@ -413,7 +417,6 @@ class ProviderBatchRun:
             collected=self.collected,
             retried={path: n for path, n in self.retries.sent.items() if n},
         )
-        self.progress.update(self.summary, force=force)
 
     async def _poll(self) -> None:
         while self.open:
@@ -430,7 +433,8 @@ class ProviderBatchRun:
                 if item.status.ended:
                     await self._collect(item)
                     self.open.remove(item)
-                    self._report(force=True)  # its rows are in the output now
+                    if self.open:  # its rows are in the output now (the end draws itself)
+                        self._report(force=True)
             await self._retry()
             if self.open:
                 self._report()
@@ -516,7 +520,7 @@ class ProviderBatchRun:
             await self._poll()
         finally:
             self.summary.wall_s = self.clock() - started
-            self._report(force=True)
+            self._snapshot()
             self.progress.close(self.summary)
             for adapter in self._adapters.values():
                 await adapter.aclose()  # type: ignore[attr-defined]
