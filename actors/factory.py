@@ -87,6 +87,12 @@ def actor_options(
         "max_task_retries": -1,
         "max_concurrency": max_concurrency,
         "num_cpus": 0,
+        # Every row of a job is one Ray task on these actors. Ray's task events (the state
+        # behind `ray list tasks` and the dashboard's task view) kept native memory in the
+        # actor, in the driver and in the GCS growing with each task (about 1 KiB per row in
+        # a provider actor); the runtime's own metrics and spans (runtime/telemetry.py) say
+        # what those events said, in bounded memory.
+        "enable_task_events": False,
     }
     if ray.cluster_resources().get(HEAD_RESOURCE):
         options["resources"] = {HEAD_RESOURCE: 0.001}
