@@ -106,6 +106,17 @@ def test_openai_token_headers_become_a_combined_limit():
     assert rl.known_limits() == {"rpm": 10_000, "tpm": 2_000_000}
 
 
+def test_token_headers_correct_a_configured_token_limit_not_a_second_bucket():
+    # OpenAI reports one token budget; a user who configured it as input tokens (itpm) says
+    # how it counts, so the headers lower that bucket instead of opening a tpm beside it.
+    rl = RateLimiter(AccountLimits(itpm=169_000), combined_tokens=True, probe_timeout_s=0)
+    rl.observe(RateLimitSnapshot(requests_limit=600, input_tokens_limit=150_000))
+    assert rl.known_limits() == {"itpm": 150_000, "rpm": 600}
+    combined = RateLimiter(AccountLimits(tpm=90_000), combined_tokens=True, probe_timeout_s=0)
+    combined.observe(RateLimitSnapshot(input_tokens_limit=80_000))
+    assert combined.known_limits() == {"tpm": 80_000}
+
+
 def test_gemini_429_names_its_per_minute_quota():
     body = {
         "error": {
