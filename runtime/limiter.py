@@ -41,10 +41,11 @@ Calibration (slow start). A new limiter knows neither the account's limits (when
 configured) nor how much of its budget other clients are spending. Until the first answer's
 rate-limit headers are observed (or an answer is settled, or a 429 arrives, or
 ``probe_timeout_s`` passes) admissions follow a slow start instead of the buckets alone: one
-request (the probe) at first, then 2, 4, ... per :data:`BLIND_STEP_S`, never more than
-:data:`BLIND_MAX_PER_STEP` per step. With seconds-long answers the first answer's headers
-come only after a few seconds; the slow start keeps the account busy meanwhile without a
-blind burst (at most 23 requests in the first second), and on an account too small for it
+request (the probe) at first, then (doubling up to :data:`BLIND_MAX_PER_STEP`) two per
+:data:`BLIND_STEP_S`: 40 requests per second. With seconds-long answers the first answer's
+headers come only after a second or more; the slow start keeps the account busy meanwhile
+without a blind burst (at most 39 requests in the first second, never more than two at
+once), and on an account too small for it
 the first 429, answered at once and carrying the limits in its headers, ends it. An account
 whose answers carry no headers (Gemini) is then paced by the in-flight window of
 :mod:`runtime.inflight` and by what its 429s teach.
@@ -92,8 +93,11 @@ PACE_FLOOR = 0.5
 PACE_RECOVERY_PER_S = 0.005
 #: Slow start before the first answer: step length, and most admissions per step (the
 #: steps admit 1, 2, 4, then this many).
-BLIND_STEP_S = 0.2
-BLIND_MAX_PER_STEP = 8
+#: Short steps: the slow start's 40 requests per second are reached after 0.05 s instead of
+#: 0.6 s (the rate bench's first answer arrives near 1 s, and every request not sent before
+#: it is a share of the account lost), and no step leaves as a burst of more than two.
+BLIND_STEP_S = 0.05
+BLIND_MAX_PER_STEP = 2
 #: A request limit learned after the slow start begins with the budget the slow start left
 #: unused, up to this many bursts. One: more would leave the provider's one-second window
 #: too little slack for requests that reach it bunched (measured through the Ray actor:
@@ -275,7 +279,7 @@ class RateLimiter:
         if elapsed >= self._probe_timeout:
             self._calibrated = True  # never wait forever on a lost probe
             return 0.0
-        step = int(elapsed / BLIND_STEP_S)
+        step = int(elapsed / BLIND_STEP_S + _EPSILON_S)  # 0.1 / 0.05 must be step 2
         if self._blind_sent < blind_allowance(step):
             return 0.0
         return min((step + 1) * BLIND_STEP_S - elapsed, self._probe_timeout - elapsed)
