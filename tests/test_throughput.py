@@ -189,6 +189,40 @@ async def test_engine_learns_limits_from_the_first_answer_through_the_http_hook(
         await client.aclose()
 
 
+async def test_the_adapter_is_built_before_the_slow_start_admits_its_first_call(monkeypatch):
+    # Building the SDK client blocks the loop for a moment; if the slow start's clock ran
+    # meanwhile, its missed steps would leave at once right behind the probe.
+    clock = Clock()
+    settings = Settings(anthropic_api_key="k", anthropic_base_url="http://anthropic.test")
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(_anthropic_answer))
+
+    def slow_build(provider: str, settings: Settings) -> AnthropicAdapter:
+        clock.now += 0.5  # half a second of imports and pool setup
+        return AnthropicAdapter(settings, http_client=client)
+
+    monkeypatch.setattr("runtime.engine.create_adapter", slow_build)
+    engine = ProviderEngine("anthropic", settings, clock=clock, sleep=clock.sleep)
+    admitted: list[float] = []
+    reserve = engine.limiter.reserve
+
+    async def spy(*args: object) -> object:
+        reservation = await reserve(*args)
+        admitted.append(reservation.admitted_at)
+        return reservation
+
+    monkeypatch.setattr(engine.limiter, "reserve", spy)
+    request = ProviderRequest(
+        model=resolve_model("claude-sonnet-4.5"),
+        messages=(Message(role=MessageRole.USER, content="hello"),),
+        max_tokens=1000,
+    )
+    try:
+        await engine.execute(request, CallContext(request_id="r1"))
+        assert admitted == [0.5]  # the probe's clock starts once the client exists
+    finally:
+        await client.aclose()
+
+
 async def test_a_429_for_a_request_sent_after_the_previous_one_cuts_the_pace():
     clock = Clock()
     rl = limiter(clock, rpm=600)
