@@ -11,7 +11,7 @@ import json
 import httpx2
 import pytest
 
-from jobs.batch_core import MIN_IN_FLIGHT, SPARE, BatchConfig
+from jobs.batch_core import MIN_IN_FLIGHT, SPARE, UNKNOWN_IN_FLIGHT, BatchConfig
 from llm.config import Settings
 from llm.executor import CallContext
 from llm.providers.anthropic import AnthropicAdapter
@@ -347,12 +347,14 @@ async def test_large_max_tokens_with_short_answers_do_not_starve_the_otpm_bucket
 def test_batch_in_flight_follows_the_runtime_capacity_bounded_by_concurrency():
     reported: list[int | None] = [None]
     config = BatchConfig(job_id="j", capacity=lambda: reported[0])
-    assert config.in_flight_limit() == MIN_IN_FLIGHT  # before the runtime knows
+    assert config.in_flight_limit() == UNKNOWN_IN_FLIGHT  # before the runtime knows
     reported[0] = 1000
     assert config.in_flight_limit() == 1000 + SPARE
     assert config.window() == 4 * (1000 + SPARE)
     assert BatchConfig(job_id="j", concurrency=64, capacity=lambda: 1000).in_flight_limit() == 64
     assert BatchConfig(job_id="j", concurrency=12).in_flight_limit() == 12
+    reported[0] = 40  # a small account: the floor once the runtime has reported
+    assert config.in_flight_limit() == MIN_IN_FLIGHT
 
 
 def test_open_files_limit_is_raised_not_lowered():
