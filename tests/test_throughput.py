@@ -100,6 +100,27 @@ async def test_unconfigured_limits_are_learned_and_follow_the_headers():
     assert configured.known_limits() == {"rpm": 1000}
 
 
+async def test_a_learned_request_limit_lets_the_unused_slow_start_budget_out():
+    clock = Clock()
+    rl = RateLimiter(AccountLimits(), clock=clock, sleep=clock.sleep)  # slow start on
+    sent = [await rl.reserve(0, 0) for _ in range(39)]  # the slow start's first second
+    assert sent[-1].admitted_at == pytest.approx(0.95)
+    clock.now = 1.0
+    # The first headers: 3,000 RPM. A full half-second bucket plus the budget the slow start
+    # left unused (49.75 refilled, 39 sent), at most 1.5 buckets (37.5), may now go at once.
+    rl.observe(RateLimitSnapshot(requests_limit=3000, requests_remaining=2960))
+    assert rl.levels()["rpm"] == pytest.approx(25 + 50 * DEFAULT_PACE - 39)
+    burst = [await rl.reserve(0, 0) for _ in range(35)]
+    assert {r.admitted_at for r in burst} == {1.0}
+    assert (await rl.reserve(0, 0)).admitted_at > 1.0  # then the refill rate
+    idle_clock = Clock()
+    idle = RateLimiter(AccountLimits(), clock=idle_clock, sleep=idle_clock.sleep)
+    await idle.reserve(0, 0)  # only the probe went: the catch-up stops at 1.5 buckets
+    idle_clock.now = 2.0
+    idle.observe(RateLimitSnapshot(requests_limit=3000))
+    assert idle.levels()["rpm"] == pytest.approx(1.5 * 25)
+
+
 def test_openai_token_headers_become_a_combined_limit():
     rl = RateLimiter(AccountLimits(), combined_tokens=True, probe_timeout_s=0)
     rl.observe(RateLimitSnapshot(requests_limit=10_000, input_tokens_limit=2_000_000))
