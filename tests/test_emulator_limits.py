@@ -18,6 +18,7 @@ from google import genai
 from google.genai import errors, types
 
 from llm.emulator.__main__ import parse_args
+from llm.emulator.engine_limits import DEFAULT_TIERS, tier_defaults
 from llm.emulator.engine_timing import Timeline, latency_s
 from llm.emulator.protocol import EmuError
 from llm.emulator.server import Emulator, EmulatorConfig
@@ -270,3 +271,16 @@ def test_anthropic_counts_max_tokens_at_admission_and_corrects_at_the_end():
             req(f"o{index} [[emu:tokens=10]]", model="gpt-test", provider="openai", max_tokens=90),
             KEY,
         )
+
+
+def test_a_larger_configured_rpm_reports_token_limits_of_a_larger_tier():
+    # A 10,000 RPM Anthropic account is a larger tier than Tier 4's 4,000 RPM: its reported
+    # token limits keep Tier 4's tokens per request instead of binding long before its RPM.
+    assert tier_defaults("anthropic", 10_000) == {
+        "requests": 10_000,
+        "input_tokens": 5_000_000,
+        "output_tokens": 1_000_000,
+    }
+    assert tier_defaults("anthropic", 3_000) == DEFAULT_TIERS["anthropic"]  # never lower
+    assert tier_defaults("openai", None) == DEFAULT_TIERS["openai"]
+    assert tier_defaults("google", 10_000) is None

@@ -326,12 +326,12 @@ def test_invalid_env_limit_raises_configuration_error():
 
 
 async def test_slow_start_before_the_first_answer_then_the_learned_pace():
-    # No limit configured and no answer yet: 1, 2, 4, then 8 admissions per 0.2 s.
+    # No limit configured and no answer yet: 1, then 2 admissions per 0.05 s (40 per s).
     limiter, clock = make(probe=True)
-    times = [(await limiter.reserve(10, 10)).admitted_at for _ in range(31)]
-    expected = [0.0] + [0.2] * 2 + [0.4] * 4 + [0.6] * 8 + [0.8] * 8 + [1.0] * 8
+    times = [(await limiter.reserve(10, 10)).admitted_at for _ in range(41)]
+    expected = [0.0] + [0.05 * step for step in range(1, 21) for _ in range(2)]
     assert times == pytest.approx(expected)
-    assert blind_allowance(4) == 23  # at most 23 in the first second
+    assert blind_allowance(19) == 39  # at most 39 in the first second, 2 at once
     # The first answer's headers arrive: the account allows 600 rpm, nothing left right now.
     limiter.observe(RateLimitSnapshot(requests_limit=600, requests_remaining=0))
     assert limiter.calibrated and limiter.known_limits() == {"rpm": 600}
@@ -343,25 +343,25 @@ async def test_first_answer_headers_end_the_slow_start_at_once():
     limiter, clock = make(probe=True, rpm=600)  # configured: calibrated by the first answer too
     await limiter.reserve(10, 10)
     follower = asyncio.ensure_future(limiter.reserve(10, 10))
-    await clock.sleep(0.1)  # the probe is still out; the slow start holds the follower
+    await clock.sleep(0.02)  # the probe is still out; the slow start holds the follower
     assert not follower.done() and not limiter.calibrated
     # The provider says the account is nearly spent: the buckets follow before the next send.
     limiter.observe(RateLimitSnapshot(requests_limit=600, requests_remaining=0))
     await follower
     assert limiter.calibrated
     # One refill at 600 rpm after the headers (the fake sleeps of both move the clock).
-    assert follower.result().admitted_at == pytest.approx(0.2, abs=0.011)
+    assert follower.result().admitted_at == pytest.approx(0.12, abs=0.011)
 
 
 async def test_probe_settle_without_headers_releases_followers():
     limiter, clock = make(probe=True, itpm=6000)
     probe = await limiter.reserve(10, 0)
     follower = asyncio.ensure_future(limiter.reserve(10, 0))
-    await clock.sleep(0.1)
+    await clock.sleep(0.02)
     assert not follower.done()
     limiter.settle(probe, Usage(input_tokens=10))
     await follower
-    assert clock.now < 0.2
+    assert clock.now < 0.05
 
 
 async def test_a_429_ends_the_slow_start_and_lost_probes_time_out():

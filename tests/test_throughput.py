@@ -11,7 +11,7 @@ import json
 import httpx2
 import pytest
 
-from jobs.batch_core import MIN_IN_FLIGHT, SPARE, BatchConfig
+from jobs.batch_core import MIN_IN_FLIGHT, SPARE, UNKNOWN_IN_FLIGHT, BatchConfig
 from llm.config import Settings
 from llm.executor import CallContext
 from llm.providers.anthropic import AnthropicAdapter
@@ -100,10 +100,42 @@ async def test_unconfigured_limits_are_learned_and_follow_the_headers():
     assert configured.known_limits() == {"rpm": 1000}
 
 
+async def test_a_learned_request_limit_lets_the_unused_slow_start_budget_out():
+    clock = Clock()
+    rl = RateLimiter(AccountLimits(), clock=clock, sleep=clock.sleep)  # slow start on
+    sent = [await rl.reserve(0, 0) for _ in range(39)]  # the slow start's first second
+    assert sent[-1].admitted_at == pytest.approx(0.95)
+    clock.now = 1.0
+    # The first headers: 3,000 RPM. A full half-second bucket plus the budget the slow start
+    # left unused (49.75 refilled, 39 sent), at most 1.5 buckets (37.5), may now go at once.
+    rl.observe(RateLimitSnapshot(requests_limit=3000, requests_remaining=2960))
+    assert rl.levels()["rpm"] == pytest.approx(25 + 50 * DEFAULT_PACE - 39)
+    burst = [await rl.reserve(0, 0) for _ in range(35)]
+    assert {r.admitted_at for r in burst} == {1.0}
+    assert (await rl.reserve(0, 0)).admitted_at > 1.0  # then the refill rate
+    idle_clock = Clock()
+    idle = RateLimiter(AccountLimits(), clock=idle_clock, sleep=idle_clock.sleep)
+    await idle.reserve(0, 0)  # only the probe went: the catch-up stops at 1.5 buckets
+    idle_clock.now = 2.0
+    idle.observe(RateLimitSnapshot(requests_limit=3000))
+    assert idle.levels()["rpm"] == pytest.approx(1.5 * 25)
+
+
 def test_openai_token_headers_become_a_combined_limit():
     rl = RateLimiter(AccountLimits(), combined_tokens=True, probe_timeout_s=0)
     rl.observe(RateLimitSnapshot(requests_limit=10_000, input_tokens_limit=2_000_000))
     assert rl.known_limits() == {"rpm": 10_000, "tpm": 2_000_000}
+
+
+def test_token_headers_correct_a_configured_token_limit_not_a_second_bucket():
+    # OpenAI reports one token budget; a user who configured it as input tokens (itpm) says
+    # how it counts, so the headers lower that bucket instead of opening a tpm beside it.
+    rl = RateLimiter(AccountLimits(itpm=169_000), combined_tokens=True, probe_timeout_s=0)
+    rl.observe(RateLimitSnapshot(requests_limit=600, input_tokens_limit=150_000))
+    assert rl.known_limits() == {"itpm": 150_000, "rpm": 600}
+    combined = RateLimiter(AccountLimits(tpm=90_000), combined_tokens=True, probe_timeout_s=0)
+    combined.observe(RateLimitSnapshot(input_tokens_limit=80_000))
+    assert combined.known_limits() == {"tpm": 80_000}
 
 
 def test_gemini_429_names_its_per_minute_quota():
@@ -174,6 +206,40 @@ async def test_engine_learns_limits_from_the_first_answer_through_the_http_hook(
         stats = engine.stats()
         # 3,000 rpm x the initial 10 s latency (the running mean barely moved) x 2.
         assert stats.known_limits["rpm"] == 3000 and stats.in_flight_target > 900
+    finally:
+        await client.aclose()
+
+
+async def test_the_adapter_is_built_before_the_slow_start_admits_its_first_call(monkeypatch):
+    # Building the SDK client blocks the loop for a moment; if the slow start's clock ran
+    # meanwhile, its missed steps would leave at once right behind the probe.
+    clock = Clock()
+    settings = Settings(anthropic_api_key="k", anthropic_base_url="http://anthropic.test")
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(_anthropic_answer))
+
+    def slow_build(provider: str, settings: Settings) -> AnthropicAdapter:
+        clock.now += 0.5  # half a second of imports and pool setup
+        return AnthropicAdapter(settings, http_client=client)
+
+    monkeypatch.setattr("runtime.engine.create_adapter", slow_build)
+    engine = ProviderEngine("anthropic", settings, clock=clock, sleep=clock.sleep)
+    admitted: list[float] = []
+    reserve = engine.limiter.reserve
+
+    async def spy(*args: object) -> object:
+        reservation = await reserve(*args)
+        admitted.append(reservation.admitted_at)
+        return reservation
+
+    monkeypatch.setattr(engine.limiter, "reserve", spy)
+    request = ProviderRequest(
+        model=resolve_model("claude-sonnet-4.5"),
+        messages=(Message(role=MessageRole.USER, content="hello"),),
+        max_tokens=1000,
+    )
+    try:
+        await engine.execute(request, CallContext(request_id="r1"))
+        assert admitted == [0.5]  # the probe's clock starts once the client exists
     finally:
         await client.aclose()
 
@@ -302,12 +368,14 @@ async def test_large_max_tokens_with_short_answers_do_not_starve_the_otpm_bucket
 def test_batch_in_flight_follows_the_runtime_capacity_bounded_by_concurrency():
     reported: list[int | None] = [None]
     config = BatchConfig(job_id="j", capacity=lambda: reported[0])
-    assert config.in_flight_limit() == MIN_IN_FLIGHT  # before the runtime knows
+    assert config.in_flight_limit() == UNKNOWN_IN_FLIGHT  # before the runtime knows
     reported[0] = 1000
     assert config.in_flight_limit() == 1000 + SPARE
     assert config.window() == 4 * (1000 + SPARE)
     assert BatchConfig(job_id="j", concurrency=64, capacity=lambda: 1000).in_flight_limit() == 64
     assert BatchConfig(job_id="j", concurrency=12).in_flight_limit() == 12
+    reported[0] = 40  # a small account: the floor once the runtime has reported
+    assert config.in_flight_limit() == MIN_IN_FLIGHT
 
 
 def test_open_files_limit_is_raised_not_lowered():

@@ -20,8 +20,9 @@ Limits nobody configured are **reported but not enforced**: every Anthropic and 
 answer carries rate-limit headers, as the real APIs' do, with the values of a realistic
 default account (:data:`DEFAULT_TIERS`: Anthropic Tier 4 for Claude Sonnet, 4,000 RPM,
 2,000,000 ITPM, 400,000 OTPM; OpenAI Tier 4 for gpt-4.1, 10,000 RPM and a combined
-2,000,000 TPM). Their ``remaining`` falls and refills as for an enforced limit, but nothing
-is refused on their account. Gemini reports no limits in headers (the wire module drops
+2,000,000 TPM; an account configured with more requests per minute reports token limits
+grown in proportion, :func:`tier_defaults`). Their ``remaining`` falls and refills as for
+an enforced limit, but nothing is refused on their account. Gemini reports no limits in headers (the wire module drops
 them), so it has no default.
 """
 
@@ -41,6 +42,21 @@ DEFAULT_TIERS: dict[str, dict[str, int]] = {
     "anthropic": {"requests": 4_000, "input_tokens": 2_000_000, "output_tokens": 400_000},
     "openai": {"requests": 10_000, "tokens": 2_000_000},
 }
+
+
+def tier_defaults(provider: str, rpm: int | None = None) -> dict[str, int] | None:
+    """The reported default limits of ``provider``, grown with a larger configured ``rpm``.
+
+    An account allowed more requests per minute than the default tier is a larger tier:
+    its token limits keep the default tier's tokens per request (a 10,000 RPM Anthropic
+    account reports 5,000,000 ITPM and 1,000,000 OTPM, not Tier 4's 400,000 OTPM, which
+    would bind long before its RPM). A smaller ``rpm`` leaves the token limits as they are.
+    """
+    defaults = DEFAULT_TIERS.get(provider)
+    if defaults is None or not rpm or rpm <= defaults["requests"]:
+        return defaults
+    scale = rpm / defaults["requests"]
+    return {name: round(value * scale) for name, value in defaults.items()}
 
 
 @dataclass
@@ -223,7 +239,7 @@ class RateLimits:
         self._accounts: dict[tuple[str, str], AccountLimits] = {}
 
     def _new(self, provider: str) -> AccountLimits:
-        defaults = DEFAULT_TIERS.get(provider)
+        defaults = tier_defaults(provider, self._limits.get("requests"))
         return AccountLimits(self._limits, self._clock(), defaults=defaults, burst_s=self._burst_s)
 
     def account(self, api_key: str, provider: str = "") -> AccountLimits:
