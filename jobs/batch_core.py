@@ -42,8 +42,6 @@ from typing import Any, Protocol
 from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
 from jobs.batch_output import error_row, is_retryable_on_rerun, ok_row
 from jobs.batch_schedule import CacheAwareScheduler, prefix_key
-from llm.pricing import cache_savings
-from llm.registry import get_model_info
 from llm.types import LLMResponse
 
 Call = Callable[[RowRequest], Awaitable[LLMResponse]]
@@ -145,13 +143,13 @@ class BatchSummary:
         """Spend of this job: before this run plus this run's finished rows."""
         return self.spent_before + self.cost
 
-    def record_ok(self, response: LLMResponse, savings: Decimal) -> None:
+    def record_ok(self, response: LLMResponse) -> None:
         self.ok += 1
         self.input_tokens += response.usage.input_tokens
         self.output_tokens += response.usage.output_tokens
         self.cached_tokens += response.usage.cached_tokens
         self.cost += response.cost.total_cost if response.cost is not None else _ZERO
-        self.cache_savings += savings
+        self.cache_savings += response.cache_savings or _ZERO
 
     def record_error(self, error: BaseException) -> None:
         self.failed += 1
@@ -210,17 +208,6 @@ class BudgetGuard:
         """Replace a row's reservation by what it actually cost."""
         self.reserved -= reserved
         self.spent += actual
-
-
-def savings_of(response: LLMResponse) -> Decimal:
-    """Dollars prompt caching saved on ``response`` (0 if the model is not registered)."""
-    info = get_model_info(response.model)
-    if info is None:
-        return _ZERO
-    try:
-        return cache_savings(info, response.usage)
-    except ValueError:
-        return _ZERO
 
 
 async def _aiter(rows: RowSource) -> AsyncIterator[InputItem | dict[str, Any]]:
@@ -372,18 +359,16 @@ class _BatchRun:
         actual = _ZERO
         if outcome.response is not None:
             response = outcome.response
-            savings = savings_of(response)
             self.writer.add(
                 ok_row(
                     row_id=row.row_id,
                     job_id=row.job_id,
                     request_id=row.request_id,
                     response=response,
-                    savings=savings,
                     latency_s=outcome.latency_s,
                 )
             )
-            self.summary.record_ok(response, savings)
+            self.summary.record_ok(response)
             actual = response.cost.total_cost if response.cost is not None else _ZERO
         else:
             assert outcome.error is not None

@@ -42,7 +42,7 @@ from llm.config import Settings
 from llm.exceptions import InvalidRequestError, LLMError, StructuredOutputError
 from llm.executor import Executed
 from llm.models import ModelInfo
-from llm.pricing import cache_savings, compute_cost, estimate_cost
+from llm.pricing import compute_cost, estimate_cost
 from llm.providers.base import ProviderRequest
 from llm.providers.batch_base import BatchAdapter, BatchRow, BatchStatus, make_batch_adapter
 from llm.providers.common import estimate_prompt_tokens
@@ -308,7 +308,6 @@ class ProviderBatchRun:
                 at=now,
                 service_tier="batch",
             )
-            savings = cache_savings(model, row.result.usage, at=now, service_tier="batch")
             cost = response.cost.total_cost if response.cost else _ZERO
             response, problem = _structured(response, self.schemas.get(row_id))
             if problem is not None:  # answered (and billed), but not what the schema asks
@@ -321,11 +320,10 @@ class ProviderBatchRun:
                         job_id=self.job_id,
                         request_id=row.custom_id,
                         response=response,
-                        savings=savings,
                         latency_s=latency,
                     )
                 )
-                self.summary.record_ok(response, savings)
+                self.summary.record_ok(response)
             actual += cost
             online = compute_cost(model, row.result.usage, at=now).total_cost
             self.batch_savings += online - cost
@@ -336,7 +334,6 @@ class ProviderBatchRun:
                     row_id=row_id,
                     request_id=row.custom_id,
                     ts=now,
-                    cache_savings=savings,
                 )
             )
         self.writer.flush()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llm.exceptions import ConfigurationError
-from llm.pricing import cache_savings, compute_cost
+from llm.pricing import price_call
 from llm.registry import get_model_info, resolve_model
 from llm.types import Cost, LLMResponse
 
@@ -45,13 +45,14 @@ _MONEY_FIELDS = (
 
 
 def _cost_and_savings(response: LLMResponse) -> tuple[Cost, Decimal]:
+    """The response's metered price; a response built elsewhere without one is priced now
+    by :func:`llm.pricing.price_call`, the same single pricing point."""
+    if response.cost is not None and response.cache_savings is not None:
+        return response.cost, response.cache_savings
     info = get_model_info(response.model)
-    if response.cost is not None:
-        cost = response.cost
-    else:
-        cost = compute_cost(info or resolve_model(response.model), response.usage)
-    savings = cache_savings(info, response.usage) if info is not None else ZERO
-    return cost, Decimal(savings)
+    price = price_call(info or resolve_model(response.model), response.usage)
+    cost = response.cost if response.cost is not None else price.cost
+    return cost, price.cache_savings if info is not None else ZERO
 
 
 def make_record(response: LLMResponse, cost: Cost, savings: Decimal) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm.config import Settings
 from llm.exceptions import ProviderConnectionError
+from llm.pricing import CallPrice
 from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult
 from llm.retry import RetryConfig, RetryPolicy
 
@@ -37,12 +38,20 @@ ROUTED_BY_TASK = "llm_routed_by_task"
 
 
 class Executed(BaseModel):
-    """A finished call: the provider's normalised result and how many attempts it took."""
+    """A finished call: the provider's normalised result, how many attempts it took and,
+    when the executor meters calls (the runtime engine does), its :class:`CallPrice`.
+
+    The price is computed once, where the call is metered, and travels with the result to
+    the response, the cost tracker, the batch output and the ledger. An executor that does
+    not meter leaves it ``None`` and the service prices the result with the same
+    :func:`llm.pricing.price_call`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     result: ProviderResult
     attempts: int = 1
+    price: CallPrice | None = None
 
 
 class CallContext(BaseModel):

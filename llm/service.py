@@ -143,7 +143,7 @@ class LLMService:
         from runtime.local import EngineExecutor  # the in-process runtime: same policies as Ray
 
         return EngineExecutor(
-            self.settings, self.retry_config, sleep=self._sleep, clock=self._clock
+            self.settings, self.retry_config, sleep=self._sleep, clock=self._clock, now=self._now
         )
 
     # ------------------------------------------------------------------ preparation

@@ -71,10 +71,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llm.pricing import TOKEN_COLUMNS, cost_columns, usage_columns
 from llm.types import LLMResponse
-from runtime.parquet_files import TEMP_PREFIX, new_part_path, write_parquet_atomically
+from runtime.parquet_files import (
+    TEMP_PREFIX,
+    cost_fields,
+    new_part_path,
+    token_fields,
+    write_parquet_atomically,
+)
 
-COST = pa.decimal128(20, 10)
 _QUANTUM = Decimal("1e-10")
 _ZERO = Decimal(0)
 _PART_GLOB = "part-*.parquet"
@@ -93,29 +99,8 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("api_model", pa.string()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error_type", pa.string()),
-        *(
-            pa.field(name, pa.int64(), nullable=False)
-            for name in (
-                "input_tokens",
-                "output_tokens",
-                "cached_tokens",
-                "cache_write_tokens",
-                "cache_write_1h_tokens",
-                "reasoning_tokens",
-                "total_tokens",
-            )
-        ),
-        *(
-            pa.field(name, COST, nullable=False)
-            for name in (
-                "input_cost",
-                "output_cost",
-                "cache_read_cost",
-                "cache_write_cost",
-                "total_cost",
-                "cache_savings",
-            )
-        ),
+        *token_fields((*TOKEN_COLUMNS, "total_tokens")),
+        *cost_fields(),
         pa.field("latency_s", pa.float64(), nullable=False),
         pa.field("attempts", pa.int32(), nullable=False),
         pa.field("streamed", pa.bool_(), nullable=False),
@@ -201,15 +186,14 @@ class LedgerRecord(BaseModel):
         request_id: str | None = None,
         ts: datetime | None = None,
         api_model: str | None = None,
-        cache_savings: Decimal = _ZERO,
+        cache_savings: Decimal | None = None,
         streamed: bool = False,
     ) -> LedgerRecord:
         """A successful request's row. ``request_id`` defaults to the response's, else a uuid.
 
         Pass the runtime's own id for ``request_id`` so that re-sent appends deduplicate.
         """
-        usage, cost = response.usage, response.cost
-        costs = {name: getattr(cost, name) if cost else _ZERO for name in _COST_FIELDS}
+        savings = cache_savings if cache_savings is not None else response.cache_savings
         return cls(
             request_id=request_id or response.request_id or uuid.uuid4().hex,
             job_id=job_id,
@@ -218,19 +202,13 @@ class LedgerRecord(BaseModel):
             provider=response.provider,
             model=response.model,
             api_model=api_model or response.metadata.get("api_model"),
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_tokens=usage.cached_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            cache_write_1h_tokens=usage.cache_write_1h_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cache_savings=cache_savings,
             latency_s=response.latency_s,
             attempts=response.attempts,
             streamed=streamed,
             price_effective_from=response.metadata.get("price_effective_from"),
             tier=response.metadata.get("tier", "standard"),
-            **costs,
+            **usage_columns(response.usage),
+            **cost_columns(response.cost, savings),
         )
 
     @classmethod

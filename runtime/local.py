@@ -21,6 +21,7 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from llm.config import Settings
@@ -50,6 +51,7 @@ class EngineExecutor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.retry_config = retry_config
@@ -60,6 +62,7 @@ class EngineExecutor:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
+        self._now = now
         self._engines: dict[str, ProviderEngine] = {}
 
     def engine(self, provider: str) -> ProviderEngine:
@@ -115,6 +118,7 @@ class EngineExecutor:
             clock=self._clock,
             sleep=self._sleep,
             rand=self._rand,
+            **({"now": self._now} if self._now is not None else {}),
         )
 
     def _account_setup(self, provider: str) -> tuple[Settings, str, AccountLimits | None]:

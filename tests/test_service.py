@@ -391,8 +391,7 @@ async def test_our_request_id_is_used_when_provider_gives_none():
 
 
 async def test_gemini_storage_hours_are_billed():
-    details = {"cache_storage_token_hours": 1_000_000}
-    executor = FakeExecutor(result(provider_details=details))
+    executor = FakeExecutor(result(cache_storage_token_hours=Decimal(1_000_000)))
     service, _ = make_service(executor)
     response = await service.generate(model="gemini-2.5-flash-lite", messages=user())
     plain = compute_cost(get_model_info("gemini-2.5-flash-lite"), response.usage)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 import httpx2
@@ -86,6 +87,9 @@ class ProviderResult(_Frozen):
     #: The model id the provider answered with (often the dated id).
     model_version: str | None = None
     rate_limit: RateLimitSnapshot | None = None
+    #: Gemini explicit-cache storage this call created (tokens x hours the cache is kept),
+    #: billed with the call's cache writes (:func:`llm.pricing.compute_cost`).
+    cache_storage_token_hours: Decimal = Decimal(0)
     provider_details: dict[str, Any] = Field(default_factory=dict)
 
 
