@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
+from jobs.batch_input import DEFAULT_MODEL, InputItem, InvalidRow, RowRequest, parse_row
 from jobs.batch_output import error_row, is_retryable_on_rerun, ok_row
 from jobs.batch_schedule import CacheAwareScheduler, prefix_key
 from llm.types import LLMResponse
@@ -94,6 +94,7 @@ class BatchConfig:
     lookahead: int | None = None
     follower_hold_s: float = 10.0
     caching_default: bool = False
+    default_model: str = DEFAULT_MODEL
     tick_s: float = 0.25
     capacity: Callable[[], int | None] | None = None
 
@@ -305,7 +306,11 @@ class _BatchRun:
                 return
             row = self._admit_item(item)
             if isinstance(row, RowRequest):
-                key = prefix_key(row, caching_default=self.config.caching_default)
+                key = prefix_key(
+                    row,
+                    caching_default=self.config.caching_default,
+                    default_model=self.config.default_model,
+                )
                 self.sched.add(row, key)
 
     def _admit_item(self, item: Any) -> RowRequest | None:

@@ -50,6 +50,11 @@ API_KEY_ENV: dict[str, tuple[str, ...]] = {
 }
 
 
+def key_hint(provider: str) -> str:
+    """The variables that hold ``provider``'s key, for error messages ("A or B")."""
+    return " or ".join(API_KEY_ENV[provider])
+
+
 def parse_bool(value: str | None, default: bool = False) -> bool:
     """Read a boolean setting; raise ``ValueError`` on anything unrecognised."""
     if value is None:

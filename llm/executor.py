@@ -32,11 +32,6 @@ AdapterFactory = Callable[..., ProviderAdapter]
 Sleep = Callable[[float], Awaitable[Any]]
 
 
-#: CallContext.metadata key set when the model was picked by task/budget rather than named:
-#: the runtime may then fall back to an equivalent model of another provider.
-ROUTED_BY_TASK = "llm_routed_by_task"
-
-
 class Executed(BaseModel):
     """A finished call: the provider's normalised result, how many attempts it took and,
     when the executor meters calls (the runtime engine does), its :class:`CallPrice`.
@@ -55,13 +50,22 @@ class Executed(BaseModel):
 
 
 class CallContext(BaseModel):
-    """Who a call belongs to: our request id, and the batch job/row when there is one."""
+    """Who a call belongs to and what the runtime may do with it.
+
+    Everything the runtime acts on is a typed field: ``request_id`` (the ledger's and the
+    journal's key), ``job_id``/``row_id`` (the batch job and row: a job's calls are
+    journaled and replayed instead of being paid twice) and ``routed_by_task`` (the model
+    was picked by task/budget rather than named, so the runtime may fall back to an
+    equivalent model of another provider). ``metadata`` is the caller's own, carried along
+    (and the trace context, :mod:`runtime.tracing`).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     request_id: str
     job_id: str | None = None
     row_id: str | None = None
+    routed_by_task: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

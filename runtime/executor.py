@@ -43,7 +43,6 @@ from llm.models import ModelInfo
 from llm.providers.base import ProviderRequest
 from llm.retry import RetryConfig
 from runtime.routing import (
-    ROUTED_BY_TASK,
     ActorChooser,
     RouteTable,
     derived_request_id,
@@ -179,7 +178,7 @@ class RayExecutor:
         """Yield ``(actor name, request, ctx)`` to try, in order (see the module docstring)."""
         ctx = with_trace_context(ctx)  # the actor's span continues the caller's trace
         table = await self.routes()
-        routed = bool(ctx.metadata.get(ROUTED_BY_TASK))
+        routed = ctx.routed_by_task
         names = await self._fallback_names(table, request.model, routed)
         options = [request, *(r for n in names if (r := fallback_request(request, n)))]
         return _attempts(table, options, ctx, self._chooser)

@@ -60,7 +60,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from llm.config import Settings
+from llm.config import Settings, key_hint
 from llm.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -579,7 +579,7 @@ class GoogleAdapter(ProviderAdapter):
             key = self.settings.api_key(PROVIDER)
             if not key:
                 raise ConfigurationError(
-                    "no Gemini API key: set GOOGLE_API_KEY or GEMINI_API_KEY", provider=PROVIDER
+                    f"no Gemini API key: set {key_hint(PROVIDER)}", provider=PROVIDER
                 )
             options = types.HttpOptions(
                 base_url=self.settings.base_url(PROVIDER) or None,
