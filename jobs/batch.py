@@ -249,7 +249,7 @@ def connect(args: argparse.Namespace, settings: Settings) -> Wiring:
         wiring.notes.append(f"offline: emulator at {wiring.emulator.base_url}")
     if args.runtime == "ray":
         try:
-            from runtime.runtime import Runtime
+            from actors.runtime import Runtime
         except ImportError:
             wiring.notes.append("the Ray runtime is not available: running calls in process")
         else:

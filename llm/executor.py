@@ -8,20 +8,32 @@ retry policy around each call); the Ray executor (``runtime="ray"``) implements 
 
 Streams are retried only until the first text chunk has reached the caller: after that a
 failure is raised, because the caller has already seen part of an answer.
+
+The one seam upward. Imports point one way, ``actors`` -> ``runtime`` -> ``llm``, with a
+single exception: :func:`default_executor`, the executor ``LLMService`` runs on when it is
+given none, imports :class:`runtime.local.EngineExecutor` (``runtime="local"``) or
+:func:`actors.runtime.ray_executor` (``runtime="ray"``) inside the function, on first use.
+Why there and so: the runtime and the actors import ``llm``, so a module-level import would be
+a cycle; a registry the runtime fills in would need someone to import the runtime first, and
+an entry point would read installed package metadata rather than the code in the tree. One
+function-local import in one named function is the smallest seam, and
+``tests/test_layering.py`` allows exactly it and nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm.config import Settings
-from llm.exceptions import ProviderConnectionError
+from llm.exceptions import ConfigurationError, ProviderConnectionError
 from llm.pricing import CallPrice
 from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult
 from llm.retry import RetryConfig, RetryPolicy
@@ -86,6 +98,32 @@ class Executor(Protocol):
     async def aclose(self) -> None:
         """Release connection pools and other resources."""
         ...
+
+
+def default_executor(
+    runtime: str,
+    settings: Settings,
+    retry_config: RetryConfig | None = None,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], dt.datetime] | None = None,
+) -> Executor:
+    """The executor of ``runtime``: ``"local"``, the in-process runtime engine (the same
+    policies as Ray: breaker, cache gate, limiter, retries, metering) on the injected
+    ``sleep``/``clock``/``now``; ``"ray"``, the provider actors. The module docstring says why
+    this is the one place ``llm`` imports upward."""
+    if runtime == "ray":
+        try:
+            from actors.runtime import ray_executor
+        except ImportError:
+            raise ConfigurationError(
+                "runtime='ray' needs actors.runtime (Ray), which is not available"
+            ) from None
+        return ray_executor(settings, retry_config)
+    from runtime.local import EngineExecutor
+
+    return EngineExecutor(settings, retry_config, sleep=sleep, clock=clock, now=now)
 
 
 def _default_adapter_factory() -> AdapterFactory:

@@ -30,7 +30,7 @@ from typing import IO, Any
 from llm.config import Settings, load_settings
 from llm.cost import CostTracker, summarize
 from llm.exceptions import ConfigurationError, LLMError, StructuredOutputError
-from llm.executor import CallContext, Executed, Executor
+from llm.executor import CallContext, Executed, Executor, default_executor
 from llm.logging_policy import log_call, log_failure
 from llm.models import ModelInfo
 from llm.prepare import pick_model, prepare_request
@@ -121,18 +121,13 @@ class LLMService:
         return self._executor
 
     def _make_executor(self) -> Executor:
-        if self.runtime == "ray":
-            try:
-                from runtime.executor import RayExecutor
-            except ImportError:
-                raise ConfigurationError(
-                    "runtime='ray' needs runtime.executor.RayExecutor, which is not available"
-                ) from None
-            return RayExecutor(self.settings, self.retry_config)
-        from runtime.local import EngineExecutor  # the in-process runtime: same policies as Ray
-
-        return EngineExecutor(
-            self.settings, self.retry_config, sleep=self._sleep, clock=self._clock, now=self._now
+        return default_executor(
+            self.runtime,
+            self.settings,
+            self.retry_config,
+            sleep=self._sleep,
+            clock=self._clock,
+            now=self._now,
         )
 
     # ------------------------------------------------------------------ preparation

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from llm.executor import CallContext, Executed
 from llm.pricing import CallPrice, ServiceTier, price_call, usage_columns
 from llm.providers.base import ProviderRequest
-from runtime.ledger_store import LedgerRecord
+from runtime.ledger_record import LedgerRecord
 
 NO_JOB = ""
 

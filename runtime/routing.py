@@ -1,7 +1,7 @@
 """Routing policy, free of Ray: route tables, the choice among actors, fallback chains.
 
 The :class:`~actors.router_actor.RouterActor` polls every provider actor's stats and builds a
-:class:`RouteTable`; drivers (:class:`~runtime.executor.RayExecutor`) cache that table and
+:class:`RouteTable`; drivers (:class:`~actors.executor.RayExecutor`) cache that table and
 pick an actor per request with :class:`ActorChooser`, so the router is not a hop per request.
 
 Choice among the actors of one provider (one actor per account):

@@ -262,7 +262,7 @@ class FakeRuntime:
         return type("Router", (), {"routes": _Remote(routes), "fallback": _Remote(fallback)})()
 
     def executor(self):
-        from runtime.executor import RayExecutor
+        from actors.executor import RayExecutor
 
         executor = RayExecutor(self)
         executor._handles.update(self.actors)

@@ -570,9 +570,9 @@ def test_list_available_models_excludes_retired():
 
 
 async def test_ray_runtime_without_its_executor_is_a_configuration_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "runtime.executor", None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, "actors.runtime", None)  # makes the import fail
     service = LLMService(settings=keyed_settings(), runtime="ray", today=TODAY)
-    with pytest.raises(ConfigurationError, match="RayExecutor"):
+    with pytest.raises(ConfigurationError, match="actors.runtime"):
         await service.generate(model="gpt-4.1", messages=user())
 
 
