@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from jobs.batch_input import DEFAULT_MODEL, InputItem, InvalidRow, RowRequest, parse_row
 from jobs.batch_output import error_row, is_retryable_on_rerun, ok_row
 from jobs.batch_schedule import CacheAwareScheduler, prefix_key
+from llm.exceptions import BudgetExceededError
 from llm.types import LLMResponse
 
 Call = Callable[[RowRequest], Awaitable[LLMResponse]]
@@ -197,11 +198,18 @@ class BudgetGuard:
         self.reserved = _ZERO
         self._estimate = estimate
 
-    def try_admit(self, row: RowRequest) -> Decimal | None:
-        """Reserve the row's upper estimate and return it, or None if it would pass the cap."""
+    def admit(self, row: RowRequest) -> Decimal:
+        """Reserve the row's upper estimate and return it; raise
+        :class:`~llm.exceptions.BudgetExceededError` if it would pass the cap (the job then
+        stops starting rows: see the module docstring)."""
         estimate = self._estimate(row)
-        if self.spent + self.reserved + estimate > self.limit_usd:
-            return None
+        committed = self.spent + self.reserved
+        if committed + estimate > self.limit_usd:
+            raise BudgetExceededError(
+                f"the row's upper estimate ${estimate} would pass the ${self.limit_usd} budget",
+                budget_usd=float(self.limit_usd),
+                spent_usd=float(committed),
+            )
         self.reserved += estimate
         return estimate
 
@@ -340,12 +348,12 @@ class _BatchRun:
                 return
             reserved = _ZERO
             if self.budget is not None:
-                admitted = self.budget.try_admit(row)
-                if admitted is None:
+                try:
+                    reserved = self.budget.admit(row)
+                except BudgetExceededError:
                     self.stopping = self.summary.budget_stopped = True
                     self.summary.not_started += 1
                     return
-                reserved = admitted
             task = asyncio.create_task(self._call(row))
             self.in_flight[task] = (row, reserved)
 

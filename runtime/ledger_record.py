@@ -122,37 +122,6 @@ class LedgerRecord(BaseModel):
             **cost_columns(response.cost, savings),
         )
 
-    @classmethod
-    def from_error(
-        cls,
-        error: BaseException,
-        *,
-        job_id: str,
-        request_id: str,
-        provider: str,
-        model: str,
-        row_id: str | None = None,
-        ts: datetime | None = None,
-        latency_s: float = 0.0,
-        attempts: int | None = None,
-        streamed: bool = False,
-    ) -> LedgerRecord:
-        """A failed request's row: zero tokens and cost, status = the error type name."""
-        name = type(error).__name__
-        return cls(
-            request_id=request_id,
-            job_id=job_id,
-            row_id=row_id,
-            ts=ts or datetime.now(UTC),
-            provider=provider,
-            model=model,
-            status=name,
-            error_type=name,
-            latency_s=latency_s,
-            attempts=attempts if attempts is not None else (getattr(error, "attempts", None) or 1),
-            streamed=streamed,
-        )
-
     def to_row(self) -> dict[str, Any]:
         """The record as a dict keyed by ledger column."""
         return self.model_dump()

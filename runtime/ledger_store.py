@@ -17,8 +17,10 @@ ts                       timestamp[us, UTC]      when the request finished
 provider                 string                  ``anthropic`` / ``openai`` / ``google``
 model                    string                  the canonical model name asked for
 api_model                string, nullable        the model id the provider answered with
-status                   string                  ``ok``, or the error type name on failure
-error_type               string, nullable        the error type name (null when ok)
+status                   string                  ``ok`` (only answered, billed calls are written:
+                                                 :mod:`runtime.engine`; files from before that
+                                                 rule may hold the error type name here)
+error_type               string, nullable        null (an error type name in such old files)
 input_tokens             int64                   all prompt tokens, cache reads/writes included
 output_tokens            int64                   all generated tokens, reasoning included
 cached_tokens            int64                   prompt tokens read from the cache
@@ -47,12 +49,14 @@ The ledger never holds prompt or response text, nor any key.
 
 Durability. :meth:`LedgerWriter.flush` writes a temporary file in the same directory,
 fsyncs it, renames it into place with ``os.replace`` and fsyncs the directory, so a part file
-is either complete or absent. A record counts as acknowledged only once a flush has made it
-durable; ``append(..., durable=True)`` flushes before returning. On start, the writer reads
+is either complete or absent. A call's row is acknowledged to its caller earlier, once its
+line in the ledger's journal is fsynced (:mod:`runtime.journal_log`); the LedgerActor turns
+journaled rows into part files with this writer. ``append(..., durable=True)`` flushes before
+returning (the provider-batch job writes its rows this way). On start, the writer reads
 the ``request_id`` column of every part file, so a record appended again after a restart is
 dropped rather than written twice (unless ``track_durable=False``: the LedgerActor dedups
 against its on-disk index instead, :mod:`runtime.ledger_index`, and keeps no id set in
-memory). One writer per directory (the LedgerActor).
+memory). One writer per directory at a time.
 """
 
 from __future__ import annotations

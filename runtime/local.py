@@ -1,9 +1,13 @@
 """The in-process runtime: an :class:`~llm.executor.Executor` over one ProviderEngine per provider.
 
 :class:`EngineExecutor` gives a single process the same policies as the Ray runtime (circuit
-breaker, prompt-cache gate, rate limiter, retries, metering, ledger) without Ray: each provider
-gets one :class:`~runtime.engine.ProviderEngine`, created on first use, so a call returns the
-same :class:`~llm.executor.Executed` either way.
+breaker, prompt-cache gate, rate limiter, retries, metering) without Ray: each provider gets
+one :class:`~runtime.engine.ProviderEngine`, created on first use, so a call returns the same
+:class:`~llm.executor.Executed` (priced: ``Executed.price``) either way. It writes no ledger
+unless given a ``ledger`` sink: :class:`~llm.service.LLMService` passes none (local runs are
+tracked by its :class:`~llm.cost.CostTracker`); tests and embedders may pass one (e.g.
+:class:`~runtime.ledger_sink.MemoryLedger`), which then also answers reruns of a batch job's
+calls from its journal.
 
 Limits. ``limits`` maps provider → :class:`~runtime.limiter.AccountLimits` (a provider left
 out runs without client-side limits). Without it, limits come from

@@ -294,3 +294,12 @@ def test_a_row_is_prepared_once_and_the_scheduler_uses_the_cache_gates_key(monke
     assert key == cache_keys.prefix_key(request) and cache_keys.is_gated(request)
     bad = parse_row({"id": "b", "model": "no-such-model", "prompt": "x"}, 2)
     assert prefix_key(bad) is None
+
+
+def test_the_budget_guard_raises_budget_exceeded_at_the_cap():
+    from llm.exceptions import BudgetExceededError
+
+    budget = BudgetGuard(Decimal(2), estimate=lambda row: Decimal(1), spent_before=Decimal("1.5"))
+    with pytest.raises(BudgetExceededError) as caught:
+        budget.admit(parse_row(cached("a", "s"), 1))
+    assert caught.value.budget_usd == 2.0 and caught.value.spent_usd == 1.5

@@ -220,10 +220,6 @@ def test_temperature_is_dropped_with_one_warning(monkeypatch):
     assert len(caught) == 1 and "2026-10-21" in str(caught[0].message)
 
 
-def test_user_goes_to_metadata():
-    assert build_request(_req(user("hi"), user="u-1"))["metadata"] == {"user_id": "u-1"}
-
-
 # ----------------------------------------------------------------------------- caching
 
 LONG_SYSTEM = "word " * 1200  # 1200 tokens

@@ -280,8 +280,6 @@ def build_request(req: ProviderRequest) -> dict[str, Any]:
     if req.structured_output_schema is not None:
         schema_format = {"type": "json_schema", "schema": req.structured_output_schema}
         kwargs["output_config"] = {"format": schema_format}
-    if req.user:
-        kwargs["metadata"] = {"user_id": req.user}
     if req.temperature is not None:
         _warn_temperature_dropped()
     if req.enable_caching:

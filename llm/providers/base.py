@@ -4,7 +4,10 @@ An adapter is a translator around one official SDK. It owns the SDK client and t
 ``httpx2.AsyncClient`` pool under it, maps a :class:`ProviderRequest` to the SDK call, maps
 the SDK's answer back to a :class:`ProviderResult`, and maps SDK errors into
 :mod:`llm.exceptions` once, at this boundary. It does no retrying (SDK ``max_retries=0``),
-no rate limiting, no cost accounting: those are policies that wrap the adapter.
+no rate limiting, no cost accounting: those are policies that wrap the adapter. One
+exception, part of an adapter's own cache policy rather than a retry policy: the Gemini
+adapter sends a request once more, without its explicit cache, when Gemini answers 403/404
+for a cache the adapter itself created and that is gone (:mod:`llm.providers.google_cache`).
 
 ``ProviderRequest`` and ``ProviderResult`` are small frozen values that pickle, so the
 same request can be built in a driver and executed inside a Ray actor.
@@ -56,8 +59,6 @@ class ProviderRequest(_Frozen):
     timeout: float | None = None
     #: Gemini explicit cache to use (``cachedContents/…``), set by the cache policy.
     cached_content: str | None = None
-    #: Opaque user id forwarded where the provider takes one.
-    user: str | None = None
 
 
 class RateLimitSnapshot(_Frozen):

@@ -301,8 +301,6 @@ def build_request(req: ProviderRequest) -> dict[str, Any]:
             kwargs["tool_choice"] = choice
     if req.structured_output_schema is not None:
         kwargs["response_format"] = map_response_format(req.structured_output_schema)
-    if req.user:
-        kwargs["user"] = req.user
     if req.timeout is not None:
         kwargs["timeout"] = req.timeout
     return kwargs
