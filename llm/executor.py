@@ -34,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm.config import Settings
 from llm.exceptions import ConfigurationError, ProviderConnectionError
-from llm.pricing import CallPrice
+from llm.models import ModelInfo
+from llm.pricing import CallPrice, ServiceTier, price_call
 from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult
 from llm.retry import RetryConfig, RetryPolicy
 
@@ -79,6 +80,24 @@ class CallContext(BaseModel):
     row_id: str | None = None
     routed_by_task: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def price_executed(
+    model: ModelInfo,
+    executed: Executed,
+    *,
+    at: dt.datetime | None = None,
+    service_tier: ServiceTier = "standard",
+) -> CallPrice:
+    """The price of a finished call (:func:`llm.pricing.price_call` on its usage and Gemini
+    storage) made at ``at``, online or through a provider batch API (``service_tier``)."""
+    return price_call(
+        model,
+        executed.result.usage,
+        at=at,
+        cache_storage_token_hours=executed.result.cache_storage_token_hours,
+        service_tier=service_tier,
+    )
 
 
 @runtime_checkable

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from llm.executor import Executed
+from llm.executor import Executed, price_executed
 from llm.models import ModelInfo
-from llm.pricing import CallPrice, ServiceTier, price_call
+from llm.pricing import CallPrice, ServiceTier
 from llm.types import Cost, LLMResponse
 
 
@@ -32,12 +32,8 @@ def priced(
     """The price the executor metered, else the result priced at ``at`` (``None``: now)."""
     if executed.price is not None:
         return executed.price
-    return price_call(
-        model,
-        executed.result.usage,
-        at=at or dt.datetime.now(dt.UTC),
-        cache_storage_token_hours=executed.result.cache_storage_token_hours,
-        service_tier=service_tier,
+    return price_executed(
+        model, executed, at=at or dt.datetime.now(dt.UTC), service_tier=service_tier
     )
 
 

@@ -15,9 +15,10 @@
    and the call's duration to the in-flight controller. A 429 also pauses the limiter
    (``penalize``) for the server's ``retry_after`` and may cut its pace or the in-flight
    window.
-3. **Metering.** The answer is priced (:mod:`runtime.metering`) and its ledger row is awaited
-   *before* the result is returned (durable before ack). Rows of batch calls carry the
-   result, which the ledger journals for step 1.
+3. **Metering.** The answer is priced once (:mod:`runtime.metering`; the price travels on
+   the returned ``Executed.price``) and its ledger row is awaited *before* the result is
+   returned (durable before ack). Rows of batch calls carry the result, which the ledger
+   journals for step 1.
 
 Rate-limit headers. Every account has a limiter, configured or not: the adapter's HTTP
 client carries a hook (:mod:`runtime.rate_headers`) that hands each answer's rate-limit

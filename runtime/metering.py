@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from llm.executor import CallContext, Executed
-from llm.pricing import CallPrice, ServiceTier, price_call, usage_columns
+from llm.executor import CallContext, Executed, price_executed
+from llm.pricing import CallPrice, ServiceTier, usage_columns
 from llm.providers.base import ProviderRequest
 from runtime.ledger_record import LedgerRecord
 
@@ -33,13 +33,7 @@ def price(
 ) -> CallPrice:
     """The price of an answered call made at ``at`` (the rates in force then), online or
     through a provider batch API (``service_tier``)."""
-    return price_call(
-        request.model,
-        executed.result.usage,
-        at=at,
-        cache_storage_token_hours=executed.result.cache_storage_token_hours,
-        service_tier=service_tier,
-    )
+    return price_executed(request.model, executed, at=at, service_tier=service_tier)
 
 
 def meter(

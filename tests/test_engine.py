@@ -505,13 +505,9 @@ async def test_a_call_is_priced_once_and_the_price_travels_to_response_tracker_a
         calls.append(model.name)
         return real(model, usage, **kwargs)
 
-    monkeypatch.setattr(llm.pricing, "price_call", counting)
-    import runtime.metering
+    import llm.executor
 
-    monkeypatch.setattr(runtime.metering, "price_call", counting)
-    import llm.service_response
-
-    monkeypatch.setattr(llm.service_response, "price_call", counting)
+    monkeypatch.setattr(llm.executor, "price_call", counting)  # the one pricing point
     time, ledger = FakeTime(), MemoryLedger()
     when = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
     executor = EngineExecutor(
