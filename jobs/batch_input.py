@@ -112,16 +112,6 @@ class RowRequest:
         """A copy bound to ``job_id`` with its idempotency key."""
         return replace(self, job_id=job_id, request_id=request_id)
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``LLMService.generate`` (without request_id/metadata)."""
-        kwargs: dict[str, Any] = {"model": self.model, "messages": self.messages}
-        if self.task is not None:
-            kwargs["task"] = self.task
-        if self.budget is not None:
-            kwargs["budget"] = self.budget
-        kwargs.update({k: v for k, v in self.options.items() if k != "metadata"})
-        return kwargs
-
     @property
     def model_label(self) -> str:
         """What the row asked for: the model name, or ``task:<task>/<budget>``."""
