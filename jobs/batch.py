@@ -17,10 +17,12 @@ cost without calling anything (:mod:`jobs.batch_dryrun`), online and at batch pr
 engine is :func:`jobs.batch_core.run_batch`; this module only wires it.
 
 ``--mode online`` (the default) is the path above. ``--mode batch`` sends every row through
-the providers' batch APIs at batch prices (:mod:`jobs.provider_batch`: in process, no Ray;
-same output, ledger, budget cap and resume; batch ids journaled so a rerun re-attaches).
-``--mode auto`` picks batch when ``--deadline`` (default 24h) allows the providers' 24-hour
-window, else online.
+the providers' batch APIs at batch prices (:mod:`jobs.provider_batch`, called from this
+driver, also under ``ray job submit``; with the Ray runtime the rows are recorded by the
+cluster's ledger actor, :mod:`jobs.batch_ledger`; same output, budget cap and resume; batch
+ids journaled so a rerun re-attaches; rows a batch did not answer are retried within the run,
+:mod:`jobs.batch_retry`). ``--mode auto`` picks batch when ``--deadline`` (default 24h)
+allows the providers' 24-hour window, else online.
 
 Rerunning with the same ``--output`` resumes: ``--job-id`` defaults to an id derived from
 the output directory, ids already written are skipped, and calls already billed are
@@ -57,6 +59,7 @@ from jobs.batch_output import (
     write_summary,
 )
 from jobs.batch_progress import ProgressBar, format_summary
+from jobs.batch_retry import BATCH_WINDOW_S
 from llm.config import PROVIDERS, Settings, load_settings
 from llm.executor import Executor
 from llm.types import LLMResponse
@@ -86,12 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--flush-rows", type=int, default=500)
     parser.add_argument("--flush-interval-s", type=float, default=5.0)
     parser.add_argument("--mode", choices=("online", "batch", "auto"), default="online")
-    parser.add_argument("--deadline", default="24h", help="auto mode: results needed within")
+    parser.add_argument(
+        "--deadline",
+        default=None,
+        help="results needed within (auto mode: default 24h; batch mode: rows a batch did "
+        "not answer go online once a new batch no longer fits)",
+    )
     parser.add_argument("--poll-s", type=float, default=30.0, help="batch mode: poll interval")
     return parser
 
 
-BATCH_WINDOW_S = 24 * 3600.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -109,11 +116,11 @@ def parse_deadline(text: str) -> float:
     return value
 
 
-def resolve_mode(mode: str, deadline: str) -> str:
+def resolve_mode(mode: str, deadline: str | None) -> str:
     """``online`` or ``batch``: ``auto`` is batch when the deadline allows 24 hours."""
     if mode != "auto":
         return mode
-    return "batch" if parse_deadline(deadline) >= BATCH_WINDOW_S else "online"
+    return "batch" if parse_deadline(deadline or "24h") >= BATCH_WINDOW_S else "online"
 
 
 def default_job_id(output: Path) -> str:
@@ -154,7 +161,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
     if args.poll_s <= 0:
         return "--poll-s must be positive"
     try:
-        parse_deadline(args.deadline)
+        parse_deadline(args.deadline or "24h")
     except ValueError as error:
         return str(error)
     return None
@@ -315,23 +322,40 @@ async def _budget_guard(
     )
 
 
+def _online_retry_service(settings: Settings, executor: Executor | None = None) -> Any:
+    """The online path for rows a batch did not answer once the deadline leaves no room for
+    another batch: ``executor`` (the provider actors with the Ray runtime), else in process
+    (same policies as the actors; engines start on first call)."""
+    from llm.service import LLMService
+    from runtime.local import EngineExecutor
+
+    return LLMService(
+        executor=executor or EngineExecutor(settings),
+        settings=settings,
+        enable_cost_tracking=False,
+        offline=False,
+    )
+
+
 async def run_provider_batch_job(
     args: argparse.Namespace, settings: Settings, *, leave_uncarried: bool = False
 ) -> tuple[int, int]:
     """``--mode batch``: every row through the provider batch APIs (see jobs.provider_batch).
     Returns (exit code, rows left for the online path: ``leave_uncarried`` only)."""
+    from jobs.batch_ledger import batch_ledger
     from jobs.provider_batch import ProviderBatchRun
-    from runtime.ledger_store import LedgerWriter
 
     job_id, done_ids, writer = _open_output(args)
-    wiring = Wiring(settings)
-    if args.offline or not _has_provider_key(settings):
-        from llm.emulator.server import EmulatorConfig, settings_for, start_in_thread
-
-        wiring.emulator = start_in_thread(EmulatorConfig())
-        wiring.settings = settings_for(wiring.emulator.base_url, base=settings)
-        print(f"note: offline: emulator at {wiring.emulator.base_url}", file=sys.stderr)
-    ledger = LedgerWriter(wiring.settings.ledger_dir)
+    # The same wiring as online: the emulator when offline, and the Ray runtime (its ledger
+    # actor records the batch rows; its provider actors serve online retries) unless
+    # --runtime local. The batch APIs are called from this driver (under ray job submit: the
+    # entrypoint on the head, with the head's keys).
+    wiring = connect(args, settings)
+    for note in wiring.notes:
+        print(f"note: {note}", file=sys.stderr)
+    ledger = batch_ledger(wiring.runtime, wiring.settings.ledger_dir)
+    deadline = args.deadline or ("24h" if args.mode == "auto" else None)
+    online = _online_retry_service(wiring.settings, wiring.executor) if deadline else None
     run = ProviderBatchRun(
         job_id=job_id,
         output_dir=args.output,
@@ -343,6 +367,9 @@ async def run_provider_batch_job(
         poll_s=args.poll_s,
         ledger=ledger,
         leave_uncarried=leave_uncarried,
+        deadline_s=parse_deadline(deadline) if deadline else None,
+        online_call=service_call(online) if online is not None else None,
+        progress=ProgressBar(total=count_rows(args.input)),
     )
     summary: BatchSummary | None = None
     flag = {"terminated": False}
@@ -355,6 +382,8 @@ async def run_provider_batch_job(
     finally:
         writer.close()
         ledger.close()
+        if online is not None:
+            await online.aclose()
         wiring.close()
     write_summary(
         args.output,
@@ -368,6 +397,9 @@ async def run_provider_batch_job(
     )
     print(format_summary(summary))
     print(f"batches submitted: {run.submitted}; re-attached: {run.reattached}")
+    sent = run.retries.sent
+    if sent["batch"] or sent["online"]:
+        print(f"rows retried in this run: {sent['batch']} in a new batch, {sent['online']} online")
     print(
         f"Savings: batch pricing ${run.batch_savings:.4f} vs online; "
         f"caching ${summary.cache_savings:.4f}"

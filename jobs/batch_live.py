@@ -9,6 +9,9 @@ since the engines (the provider actors on a cluster) are shared and count from t
 
 :func:`engine_stats_source` builds that source for the batch job's wiring: the in-process
 executor's ``stats()``, or the provider actors' ``stats`` through Ray.
+
+:class:`BatchWait` (a list of :class:`OpenBatch`) is what a ``--mode batch`` run waits for:
+the provider batches in flight, their states and rows answered, and an ETA from those counts.
 """
 
 from __future__ import annotations
@@ -213,3 +216,59 @@ def engine_stats_source(executor: Any = None, runtime: Any = None) -> StatsSourc
 
         return from_actors
     return None
+
+
+@dataclass(frozen=True)
+class OpenBatch:
+    """One provider batch a ``--mode batch`` run is waiting for, as last polled."""
+
+    provider: str
+    model: str
+    batch_id: str
+    #: ``submitted`` (not polled yet), ``in_progress``, ``canceling`` or ``ended``.
+    state: str
+    #: Rows sent in the batch.
+    rows: int
+    #: Rows the provider reports answered so far (succeeded + errored; 0 while unknown).
+    answered: int = 0
+    waited_s: float = 0.0
+
+
+@dataclass
+class BatchWait:
+    """What a ``--mode batch`` run is waiting for, for the progress view."""
+
+    open: list[OpenBatch] = field(default_factory=list)
+    #: Batches whose rows are in the output already.
+    collected: int = 0
+    #: Rows held for a retry in this run, by path (``batch`` / ``online``).
+    retried: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def states(self) -> dict[str, int]:
+        """Open batches by state."""
+        out: dict[str, int] = {}
+        for batch in self.open:
+            out[batch.state] = out.get(batch.state, 0) + 1
+        return out
+
+    @property
+    def rows(self) -> int:
+        return sum(batch.rows for batch in self.open)
+
+    @property
+    def answered(self) -> int:
+        return sum(batch.answered for batch in self.open)
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until the open batches end, from the providers' counts so far (None while
+        no open batch has reported progress: then only the 24-hour window is known)."""
+        etas = [
+            batch.waited_s * (batch.rows - batch.answered) / batch.answered
+            for batch in self.open
+            if 0 < batch.answered < batch.rows
+        ]
+        if not etas:
+            return 0.0 if all(b.state == "ended" for b in self.open) else None
+        return max(etas)

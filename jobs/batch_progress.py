@@ -7,8 +7,11 @@ provider (rows ok / failed, 429s, retries, cache hit ratio, spend). When stderr 
 terminal (CI, ``ray job submit`` logs) it prints the same figures as one plain line every
 ``plain_interval_s`` seconds. The per-provider figures and calls in flight come from a
 :class:`~jobs.batch_live.CallTracker` wrapping the job's calls (optional: without one the
-view shows what the :class:`~jobs.batch_core.BatchSummary` knows).
-:func:`format_summary` is the end-of-job report.
+view shows what the :class:`~jobs.batch_core.BatchSummary` knows). In ``--mode batch`` the
+run sets :attr:`ProgressBar.batches` (a :class:`~jobs.batch_live.BatchWait`) before each
+redraw: the view then leads with the provider batches it waits for (states, rows answered
+of rows sent, the time waited, an ETA from the providers' counts, or "within 24 h" while they
+report none) and a table of the open batches. :func:`format_summary` is the end-of-job report.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from jobs.batch_core import BatchSummary
-from jobs.batch_live import CallTracker, LiveStats
+from jobs.batch_live import BatchWait, CallTracker, LiveStats
 
 
 def format_duration(seconds: float) -> str:
@@ -63,6 +66,8 @@ class ProgressBar:
         self.interval_s = min_interval_s if self.is_tty else plain_interval_s
         self._width = width
         self._live: Any = None
+        #: The provider batches a ``--mode batch`` run waits for (None in online mode).
+        self.batches: BatchWait | None = None
 
     # --- figures ------------------------------------------------------------------------
 
@@ -86,8 +91,30 @@ class ProgressBar:
             spend += f" of ${summary.budget_usd}"
         return spend
 
+    def _batch_line(self, wait: BatchWait) -> str:
+        states = ", ".join(f"{n} {s}" for s, n in sorted(wait.states.items())) or "none"
+        eta = wait.eta_s
+        eta_text = format_duration(eta) if eta is not None else "within 24 h"
+        waited = max((b.waited_s for b in wait.open), default=0.0)
+        text = (
+            f"batches open: {len(wait.open)} ({states}); collected {wait.collected}; "
+            f"rows answered {wait.answered:,}/{wait.rows:,}; waited {format_duration(waited)}; "
+            f"ETA {eta_text}"
+        )
+        retried = {path: n for path, n in wait.retried.items() if n}
+        if retried:
+            text += "; retried " + ", ".join(f"{n} {p}" for p, n in sorted(retried.items()))
+        return text
+
     def line(self, summary: BatchSummary) -> str:
         """The status as one plain line (the non-terminal output)."""
+        if self.batches is not None:
+            done = f"{summary.done:,}" + (f"/{self.total:,}" if self.total else "")
+            failed = f" ({summary.failed:,} failed)" if summary.failed else ""
+            return (
+                f"{self._batch_line(self.batches)}  | rows written {done}{failed}  "
+                f"spend {self._spend(summary)}"
+            )
         f = self._figures(summary)
         processed = f["processed"]
         done_text = f"{processed:,}"
@@ -112,8 +139,37 @@ class ProgressBar:
                 )
         return text
 
+    def _batch_renderable(self, summary: BatchSummary, wait: BatchWait) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar as Bar
+        from rich.table import Table
+        from rich.text import Text
+
+        head = Table.grid(padding=(0, 2))
+        done = f"{summary.done:,}" + (f" / {self.total:,}" if self.total else "")
+        cells: list[Any] = [Text(f"rows written {done}", style="bold")]
+        if self.total:
+            cells.insert(0, Bar(total=self.total, completed=summary.done, width=30))
+        cells.append(Text(f"spend {self._spend(summary)}", style="green"))
+        head.add_row(*cells)
+        table = Table(box=None, padding=(0, 2), header_style="bold")
+        for column in ("provider", "model", "batch", "state", "answered", "waited"):
+            table.add_column(column, justify="right" if column == "answered" else "left")
+        for batch in wait.open:
+            table.add_row(
+                batch.provider,
+                batch.model,
+                batch.batch_id[-16:],
+                batch.state,
+                f"{batch.answered:,}/{batch.rows:,}",
+                format_duration(batch.waited_s),
+            )
+        return Group(head, Text(self._batch_line(wait)), table)
+
     def renderable(self, summary: BatchSummary) -> Any:
         """The rich view: a progress line and a table per provider."""
+        if self.batches is not None:
+            return self._batch_renderable(summary, self.batches)
         from rich.console import Group
         from rich.progress_bar import ProgressBar as Bar
         from rich.table import Table

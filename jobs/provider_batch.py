@@ -7,28 +7,34 @@ bytes, :class:`~llm.providers.batch_base.BatchAdapter`). Before a batch is submi
 budget cap reserves its estimated cost at batch prices (every row using its whole output
 budget); a batch that would pass the cap is not submitted and its rows count as not started.
 A row too large for its provider's batch is an error row, or, in ``auto`` mode
-(``leave_uncarried``), left for the online path. The batch id is journaled (:class:`runtime.batch_journal.BatchJournal`, fsynced) the moment
-the provider accepts it. The run then polls every open batch, printing states, counts and an
-ETA (Anthropic rows sharing a cached prefix get the 1-hour cache TTL,
-:func:`batch_cache_ttl`), and as each batch ends checks structured output against the row's schema (a batch
-cannot re-ask: a reply that does not validate is a ``StructuredOutputError`` row, billed) and
-writes its rows to the same Parquet output (and the same ledger,
-``tier = "batch"``, deduplicated by request id) as the online path, then journals it
-collected.
+(``leave_uncarried``), left for the online path. Anthropic rows sharing a cached prefix get
+the 1-hour cache TTL (:func:`batch_cache_ttl`). The batch id is journaled
+(:class:`runtime.batch_journal.BatchJournal`, fsynced) the moment the provider accepts it.
+
+The run then polls every open batch and shows their states, rows answered and an ETA in the
+job's progress view (:class:`~jobs.batch_progress.ProgressBar`: rich on a terminal, plain
+lines otherwise, e.g. under ``ray job submit``). As each batch ends it checks structured
+output against the row's schema (a batch cannot re-ask: a reply that does not validate is a
+``StructuredOutputError`` row, billed), writes the batch's rows to the same Parquet output at
+once (and the same ledger, ``tier = "batch"``, deduplicated by request id) as the online path,
+then journals it collected.
 
 A rerun (same ``--output``) re-attaches to the batches journaled but not collected instead of
 sending their rows again, skips rows already in the output, and sends the rest. Rows that
-expired or were canceled in a batch are written as retryable errors, so the next run sends
-them again (within the budget).
+expired, or failed with a retryable error, are sent again within the same run (a new batch,
+or online once the deadline no longer allows a batch; :mod:`jobs.batch_retry`), within the
+budget; rows of a canceled batch, and rows still failing after their retry, are written as
+retryable errors, so the next run sends them again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -37,7 +43,11 @@ from typing import Any, TextIO
 from jobs.batch_core import BatchSummary, row_request_id
 from jobs.batch_dryrun import build_request
 from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
+from jobs.batch_ledger import ActorLedger
+from jobs.batch_live import BatchWait, OpenBatch
 from jobs.batch_output import error_row, ok_row
+from jobs.batch_progress import ProgressBar
+from jobs.batch_retry import RowRetries
 from llm.config import Settings
 from llm.exceptions import InvalidRequestError, LLMError, StructuredOutputError
 from llm.executor import Executed
@@ -54,6 +64,7 @@ from runtime.batch_journal import BatchJournal, JournaledBatch
 from runtime.ledger_store import LedgerRecord, LedgerWriter
 
 AdapterFactory = Callable[[str, Settings], BatchAdapter]
+OnlineCall = Callable[[RowRequest], Awaitable[LLMResponse]]
 _ZERO = Decimal(0)
 
 
@@ -142,10 +153,14 @@ class ProviderBatchRun:
         spent_before: Decimal = _ZERO,
         poll_s: float = 30.0,
         adapter_factory: AdapterFactory | None = None,
-        ledger: LedgerWriter | None = None,
+        ledger: LedgerWriter | ActorLedger | None = None,
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         leave_uncarried: bool = False,
+        progress: ProgressBar | None = None,
+        deadline_s: float | None = None,
+        online_call: OnlineCall | None = None,
+        max_retries: int = 1,
     ) -> None:
         self.job_id = job_id
         self.writer = writer
@@ -164,6 +179,8 @@ class ProviderBatchRun:
         self.open: list[_Open] = []
         self.submitted = 0
         self.reattached = 0
+        self.collected = 0
+        self.progress = progress or ProgressBar(self.out, clock=clock)
         #: What the rows answered in this run would have cost online, minus their cost.
         self.batch_savings = _ZERO
         #: Structured-output schemas by row id (checked when results arrive).
@@ -172,6 +189,15 @@ class ProviderBatchRun:
         #: when ``leave_uncarried``, else written as errors.
         self.leave_uncarried = leave_uncarried
         self.uncarried = 0
+        #: Every row this run may send (again): row id -> (row, request).
+        self.known: dict[str, tuple[RowRequest, ProviderRequest]] = {}
+        self.online_call = online_call
+        self.retries = RowRetries(
+            deadline_s=deadline_s,
+            max_retries=max_retries,
+            clock=clock,
+            can_go_online=online_call is not None,
+        )
 
     def adapter(self, provider: str) -> BatchAdapter:
         if provider not in self._adapters:
@@ -197,8 +223,13 @@ class ProviderBatchRun:
             schema = getattr(item, "options", {}).get("structured_output_schema")
             if isinstance(schema, dict):
                 self.schemas[item.row_id] = schema
-            if item.row_id in self.done_ids or item.row_id in skip:
+            if item.row_id in self.done_ids:
                 self.summary.skipped_done += 1
+                continue
+            if item.row_id in skip:  # in a batch re-attached to: known, for a retry
+                self.summary.skipped_done += 1
+                if not isinstance(item, InvalidRow):
+                    self._remember(item)
                 continue
             if item.row_id in seen:
                 self.summary.duplicates += 1
@@ -218,6 +249,7 @@ class ProviderBatchRun:
             except LLMError as error:
                 self._error(row.row_id, request_id, error, row.model)
                 continue
+            self.known[row.row_id] = (row, request)
             provider = request.model.provider
             size = self._body_size(provider, BatchRow(custom_id=request_id, request=request))
             if size > self._limits(provider)[1]:
@@ -233,6 +265,18 @@ class ProviderBatchRun:
                 continue
             valid.append((row, request))
         return valid
+
+    def _remember(self, item: RowRequest) -> None:
+        row = item.for_job(self.job_id, row_request_id(self.job_id, item.row_id))
+        try:
+            request = build_request(
+                row,
+                default_model=self.settings.default_model,
+                caching_default=self.settings.enable_caching,
+            )
+        except LLMError:
+            return
+        self.known[row.row_id] = (row, request)
 
     def _error(self, row_id: str, request_id: str, error: BaseException, model: str | None) -> None:
         self.writer.add(
@@ -297,7 +341,10 @@ class ProviderBatchRun:
             if row_id in self.done_ids:  # written before a crash, collected again
                 continue
             if row.result is None:
-                self._error(row_id, row.custom_id, row.error or LLMError("no result"), model.name)
+                error = row.error or LLMError("no result")
+                if row_id in self.known and self.retries.wants(row_id, error):
+                    continue  # sent again in this run (see _retry)
+                self._error(row_id, row.custom_id, error, model.name)
                 continue
             response = call_response(
                 model,
@@ -338,31 +385,34 @@ class ProviderBatchRun:
             )
         self.writer.flush()
         if self.ledger is not None and records:
-            self.ledger.append(records, durable=True)
+            await _durably(self.ledger.append(records, durable=True))
         self.journal.append("collected", batch_id=batch.batch_id)
         self.reserved -= item.reserved
+        self.collected += 1
 
     # ------------------------------------------------------------------ progress
-    def _report(self) -> None:
-        states: dict[str, int] = {}
-        done = total = 0
-        for item in self.open:
-            status = item.status
-            key = status.state if status else "submitted"
-            states[key] = states.get(key, 0) + 1
-            if status is not None:
-                total += status.total
-                done += status.succeeded + status.errored
-        state_text = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
-        waited = max((self.clock() - item.submitted_at for item in self.open), default=0.0)
-        if 0 < done < total:
-            eta = f"ETA {waited * (total - done) / done:.0f}s"
-        else:
-            eta = "ETA: provider-dependent (within 24 h)"
-        print(
-            f"batches open: {len(self.open)} ({state_text}); rows answered {done}/{total}; "
-            f"waited {waited:.0f}s; {eta}; rows written {self.summary.done}",
-            file=self.out,
+    def _report(self, *, force: bool = False) -> None:
+        """Redraw the progress view with the batches waited for (states, counts, ETA)."""
+        self._snapshot()
+        self.progress.update(self.summary, force=force)
+
+    def _snapshot(self) -> None:
+        now = self.clock()
+        self.progress.batches = BatchWait(
+            open=[
+                OpenBatch(
+                    provider=item.journaled.provider,
+                    model=item.journaled.model,
+                    batch_id=item.journaled.batch_id,
+                    state=item.status.state if item.status else "submitted",
+                    rows=len(item.journaled.rows),
+                    answered=item.status.succeeded + item.status.errored if item.status else 0,
+                    waited_s=max(0.0, now - item.submitted_at),
+                )
+                for item in self.open
+            ],
+            collected=self.collected,
+            retried={path: n for path, n in self.retries.sent.items() if n},
         )
 
     async def _poll(self) -> None:
@@ -380,9 +430,68 @@ class ProviderBatchRun:
                 if item.status.ended:
                     await self._collect(item)
                     self.open.remove(item)
+                    if self.open:  # its rows are in the output now (the end draws itself)
+                        self._report(force=True)
+            await self._retry()
             if self.open:
                 self._report()
                 await asyncio.sleep(self.poll_s)
+
+    # ------------------------------------------------------------------ retry
+    async def _retry(self) -> None:
+        """Send the rows held by :attr:`retries` again: a new batch, or online."""
+        row_ids = self.retries.take()
+        if not row_ids:
+            return
+        items = [self.known[row_id] for row_id in row_ids]
+        path = self.retries.path()
+        self.retries.sent[path] = self.retries.sent.get(path, 0) + len(items)
+        print(f"retrying {len(items)} row(s) that a batch did not answer: {path}", file=self.out)
+        if path == "batch":
+            for batch in plan_batches(items, self._limits, self._body_size):
+                await self._submit(batch, self.submitted)
+            return
+        assert self.online_call is not None
+        for row, request in items:
+            await self._online(row, request)
+        self.writer.flush()
+
+    async def _online(self, row: RowRequest, request: ProviderRequest) -> None:
+        """One held row through the online path at standard prices (budget first)."""
+        estimate = estimate_cost(
+            request.model, estimate_prompt_tokens(request), request.max_tokens
+        ).total_cost
+        if self.budget_usd is not None:
+            if self.summary.spend + self.reserved + estimate > self.budget_usd:
+                self.summary.not_started += 1
+                self.summary.budget_stopped = True
+                return
+        assert self.online_call is not None
+        try:
+            response = await self.online_call(row)
+        except LLMError as error:
+            self._error(row.row_id, row.request_id, error, request.model.name)
+            return
+        now = datetime.now(UTC)
+        self.writer.add(  # at the price the call was metered at (nothing priced here)
+            ok_row(
+                row_id=row.row_id,
+                job_id=self.job_id,
+                request_id=row.request_id,
+                response=response,
+                latency_s=response.latency_s,
+            )
+        )
+        self.summary.record_ok(response)
+        if self.ledger is not None:
+            record = LedgerRecord.from_response(
+                response,
+                job_id=self.job_id,
+                row_id=row.row_id,
+                request_id=row.request_id,
+                ts=now,
+            )
+            await _durably(self.ledger.append([record], durable=True))
 
     # ------------------------------------------------------------------ run
     async def run(self, rows: Iterable[InputItem | dict[str, Any]]) -> BatchSummary:
@@ -405,9 +514,17 @@ class ProviderBatchRun:
             await self._poll()
         finally:
             self.summary.wall_s = self.clock() - started
+            self._snapshot()
+            self.progress.close(self.summary)
             for adapter in self._adapters.values():
                 await adapter.aclose()  # type: ignore[attr-defined]
         return self.summary
+
+
+async def _durably(appended: Any) -> None:
+    """Wait for a ledger append that answers later (the ledger actor's reference)."""
+    if inspect.isawaitable(appended):
+        await appended
 
 
 def _structured(

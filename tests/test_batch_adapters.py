@@ -5,6 +5,7 @@ cancel and expiry."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -151,3 +152,68 @@ async def test_cache_reads_inside_a_batch(emu):
     assert usages[0].cache_write_tokens > 0
     assert all(u.cached_tokens > 0 for u in usages[1:])
     await adapter.aclose()
+
+
+async def test_gemini_file_input_past_the_inline_limit(emu):
+    """Past the inline limit the rows go as an uploaded JSONL file (files.upload, then
+    batches.create(src="files/...")) and come back in a results file (files.download)."""
+    model = get_model_info(MODELS["google"])
+    adapter = make_batch_adapter("google", settings_for(emu.base_url))
+    system = Message(role=MessageRole.SYSTEM, content="Answer briefly.")
+    ok_row = _row("ok", model, "hello there")
+    ok_row = ok_row.model_copy(
+        update={
+            "request": ok_row.request.model_copy(
+                update={"messages": (system,) + ok_row.request.messages}
+            )
+        }
+    )
+    rows = [ok_row, _row("boom", model, "x [[emu:fault=500]]")]
+    adapter.inline_max_bytes = 100  # these two rows pass it
+    service = batch_service(emu.engine)
+    batch_id = await adapter.submit(rows, display_name="file-test")
+    job = service.jobs[batch_id]
+    assert job.meta["file_input"] and [cid for cid, _ in job.rows] == ["ok", "boom"]
+    uploaded = [f for name, f in service.files.items() if name.startswith("files/")]
+    assert len(uploaded) == 1 and uploaded[0]["source"] == "UPLOADED"
+    assert uploaded[0]["mimeType"] == "application/jsonl"
+    first_line = json.loads(uploaded[0]["_content"].splitlines()[0])
+    assert first_line["key"] == "ok"
+    assert first_line["request"]["systemInstruction"]["parts"][0]["text"] == "Answer briefly."
+    assert "generationConfig" in first_line["request"]
+    assert not (await adapter.status(batch_id)).ended
+    service.settings.clock.now += 31
+    assert (await adapter.status(batch_id)).reason == "completed"
+    ok, boom = await adapter.results(batch_id, model.name, ["ok", "boom"])
+    assert ok.kind == "succeeded" and ok.result.text and ok.result.usage.output_tokens > 0
+    assert boom.kind == "errored" and isinstance(boom.error, ProviderError)
+    # the same rows inline answer alike
+    adapter.inline_max_bytes = type(adapter).inline_max_bytes
+    inline_id = await adapter.submit(rows)
+    assert not service.jobs[inline_id].meta["file_input"]
+    service.settings.clock.now += 31
+    inline_ok, _ = await adapter.results(inline_id, model.name, ["ok", "boom"])
+    assert inline_ok.result.usage.input_tokens == ok.result.usage.input_tokens
+    await adapter.aclose()
+
+
+async def test_gemini_file_batch_expiry_and_the_files_api_guards(emu):
+    model = get_model_info(MODELS["google"])
+    adapter = make_batch_adapter("google", settings_for(emu.base_url))
+    adapter.inline_max_bytes = 1
+    service = batch_service(emu.engine)
+    service.settings.processing_s = 2 * DAY_S
+    late = await adapter.submit([_row("b", model, "y")])
+    service.settings.clock.now += DAY_S
+    [row] = await adapter.results(late, model.name, ["b"])
+    assert row.kind == "expired" and isinstance(row.error, BatchRowExpiredError)
+    client = adapter._get_client()
+    [uploaded] = [name for name in service.files if name.startswith("files/")]
+    assert (await client.aio.files.get(name=uploaded)).size_bytes > 0
+    with pytest.raises(Exception, match="generated files"):  # inputs are not downloadable
+        await client.aio.files.download(file=uploaded)
+    other = make_batch_adapter("google", settings_for(emu.base_url, api_key="AIza-other-key"))
+    with pytest.raises(Exception, match="does not exist"):  # files belong to their key
+        await other._get_client().aio.files.get(name=uploaded)
+    await adapter.aclose()
+    await other.aclose()

@@ -7,35 +7,18 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from genai_prices import Usage as OracleUsage
-from genai_prices import calc_price
 
 from llm.models import ModelInfo
 from llm.pricing import batch_keeps_cached_input_rate, compute_cost, tier_for
 from llm.registry import load_registry
 from llm.types import Usage
-from tests.test_genai_prices import KNOWN, _days, _grid
+from tests.test_genai_prices import KNOWN, _days, _grid, oracle_price
 
 REGISTRY = load_registry()
 
 
 def _oracle(model: ModelInfo, usage: Usage, day: dt.date, batch: bool) -> Decimal:
-    fields = {
-        "input_tokens": usage.input_tokens,
-        "cache_read_tokens": usage.cached_tokens,
-        "cache_write_tokens": usage.cache_write_tokens,
-        "output_tokens": usage.output_tokens,
-    }
-    if usage.cache_write_1h_tokens:
-        fields["cache_write_1h_tokens"] = usage.cache_write_1h_tokens
-    when = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
-    return calc_price(
-        OracleUsage(**fields),
-        model.api_id,
-        provider_id=model.provider,
-        genai_request_timestamp=when,
-        price_context={"processing": "batch"} if batch else None,
-    ).total_price
+    return oracle_price(model, usage, day, batch=batch).total_price
 
 
 def _has_batch_variant(model: ModelInfo) -> bool:

@@ -26,7 +26,9 @@ REGISTRY = load_registry()
 CHECK_DAY = dt.date(2026, 11, 27)
 
 
-def _oracle_price(model: ModelInfo, usage: Usage, day: dt.date):
+def oracle_price(model: ModelInfo, usage: Usage, day: dt.date, *, batch: bool = False):
+    """genai-prices' price of ``usage`` on ``model`` at noon UTC of ``day`` (its batch
+    variant when ``batch``): the one oracle call of the price tests."""
     fields = {
         "input_tokens": usage.input_tokens,
         "cache_read_tokens": usage.cached_tokens,
@@ -43,12 +45,13 @@ def _oracle_price(model: ModelInfo, usage: Usage, day: dt.date):
         model.api_id,
         provider_id=model.provider,
         genai_request_timestamp=when,
+        price_context={"processing": "batch"} if batch else None,
     )
 
 
 def _known(model: ModelInfo) -> bool:
     try:
-        _oracle_price(model, Usage(input_tokens=1, output_tokens=1), CHECK_DAY)
+        oracle_price(model, Usage(input_tokens=1, output_tokens=1), CHECK_DAY)
     except LookupError:
         return False
     return True
@@ -108,7 +111,7 @@ def test_registry_bills_like_genai_prices(model):
     for day in _days(model):
         for usage in _grid(model):
             ours = compute_cost(model, usage, at=day).total_cost
-            theirs = _oracle_price(model, usage, day).total_price
+            theirs = oracle_price(model, usage, day).total_price
             if ours != theirs:
                 mismatches.append(f"{day} {usage!r}: ours {ours} != genai-prices {theirs}")
     assert mismatches == []

@@ -54,13 +54,34 @@ def _input(tmp_path: Path, count: int = 9) -> Path:
     return path
 
 
+def _submitted_twice(out: Path) -> set[str]:
+    """Rows sent in more than one batch (the journal's ``submitted`` events)."""
+    seen: dict[str, int] = {}
+    for event in BatchJournal(out).events():
+        if event["event"] == "submitted":
+            for _, row_id in event["rows"]:
+                seen[row_id] = seen.get(row_id, 0) + 1
+    return {row_id for row_id, count in seen.items() if count > 1}
+
+
 def _settings(emu, tmp_path):
     return settings_for(emu.base_url).with_overrides(ledger_dir=str(tmp_path / "ledger"))
 
 
 def _args(source, out, *extra):
     return build_parser().parse_args(
-        [str(source), "--output", str(out), "--mode", "batch", "--poll-s", "0.1", *extra]
+        [
+            str(source),
+            "--output",
+            str(out),
+            "--mode",
+            "batch",
+            "--poll-s",
+            "0.1",
+            "--runtime",
+            "local",
+            *extra,
+        ]  # fmt: skip
     )
 
 
@@ -82,7 +103,9 @@ def test_batch_mode_output_ledger_and_errors(emu, tmp_path, capsys):
     assert rows["bad"]["error_type"] == "ModelNotFoundError"
     assert rows["boom"]["status"] == "error" and rows["boom"]["retryable"]
     assert all(rows[f"r{i}"]["status"] == "ok" and rows[f"r{i}"]["text"] for i in range(9))
-    assert batch_service(emu.engine).created == 3  # one batch per provider/model
+    # one batch per provider/model, plus the retry of the 500 row within the run
+    assert batch_service(emu.engine).created == 4
+    assert _submitted_twice(out) == {"boom"}
 
     ledger = {r["row_id"]: r for r in read_ledger(tmp_path / "ledger").to_pylist()}
     assert set(ledger) == {f"r{i}" for i in range(9)}
@@ -99,7 +122,8 @@ def test_batch_mode_output_ledger_and_errors(emu, tmp_path, capsys):
         assert record["total_cost"] == batch.quantize(Decimal("1e-10"))
         assert rows[row_id]["total_cost"] == record["total_cost"]
     text = capsys.readouterr().out
-    assert "batches submitted: 3" in text
+    assert "batches submitted: 4" in text
+    assert "rows retried in this run: 1 in a new batch, 0 online" in text
     online = sum(
         compute_cost(
             resolve_model(r["model"]),
@@ -123,9 +147,9 @@ def test_batch_mode_output_ledger_and_errors(emu, tmp_path, capsys):
     assert f"batch pricing ${saved:.4f}" in report
     assert "batch" in report.split("tier")[1]
 
-    # A rerun retries only the transient failure, in a new batch.
+    # A rerun retries only the transient failure, in a new batch (and once more in it).
     assert asyncio.run(run_job(_args(source, out), settings)) == 0
-    assert batch_service(emu.engine).created == 4
+    assert batch_service(emu.engine).created == 6
     assert len(read_output(out)) == 11
 
 
@@ -147,8 +171,8 @@ def test_size_limits_split_batches(emu, tmp_path):
         asyncio.run(run.run(read_rows(source)))
     finally:
         AnthropicBatchAdapter.max_requests = original
-    # claude rows: r0, r3, r6, boom -> 2 batches; gpt and gemini: one each
-    assert run.submitted == 4
+    # claude rows: r0, r3, r6, boom -> 2 batches; gpt and gemini: one each; boom's retry
+    assert run.submitted == 5 and _submitted_twice(out) == {"boom"}
 
 
 def test_budget_reserves_a_batch_before_submitting(emu, tmp_path):
@@ -160,7 +184,10 @@ def test_budget_reserves_a_batch_before_submitting(emu, tmp_path):
         run_job(_args(source, out, "--budget-usd", str(cap)), _settings(emu, tmp_path))
     )
     assert code == 3
-    assert batch_service(emu.engine).created == 1
+    batches = [e["rows"] for e in BatchJournal(out).events() if e["event"] == "submitted"]
+    first_round = [rows for rows in batches if [r for _, r in rows] != ["boom"]]
+    assert len(first_round) == 1  # then, within the cap, boom's retry (when in that batch)
+    assert batch_service(emu.engine).created == len(batches)
     assert sum(r["total_cost"] for r in read_output(out).to_pylist()) <= cap
 
 
@@ -201,7 +228,9 @@ def test_ctrl_c_after_submit_reattaches(emu, tmp_path):
         ledger=LedgerWriter(tmp_path / "ledger"),
     )  # fmt: skip
     summary = asyncio.run(rerun.run(read_rows(source)))
-    assert service.created == 3 and rerun.reattached == 3 and rerun.submitted == 0
+    # re-attached; the only new batch is the in-run retry of the 500 row
+    assert service.created == 4 and rerun.reattached == 3 and rerun.submitted == 1
+    assert _submitted_twice(out) == {"boom"}
     ids = [r["id"] for r in read_output(out).to_pylist()]
     assert sorted(ids) == sorted({*ids}) and len(ids) == 11
     assert summary.ok == 9
@@ -223,7 +252,7 @@ def test_sigkill_between_submit_and_results_creates_no_second_batch(emu, tmp_pat
         "LLM_LEDGER_DIR": str(tmp_path / "ledger"),
     }
     argv = [sys.executable, "-m", "jobs.batch", str(source), "--output", str(out),
-            "--mode", "batch", "--poll-s", "0.1"]  # fmt: skip
+            "--mode", "batch", "--poll-s", "0.1", "--runtime", "local"]  # fmt: skip
     child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -240,7 +269,8 @@ def test_sigkill_between_submit_and_results_creates_no_second_batch(emu, tmp_pat
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "re-attached to 3 batch(es)" in done.stderr
-    assert service.created == 3  # no second batch
+    assert service.created == 4  # no second batch of the same rows: only boom's retry
+    assert _submitted_twice(out) == {"boom"}
     output = read_output(out).to_pylist()
     assert len(output) == 11 and sum(r["status"] == "ok" for r in output) == 9
     assert len(read_ledger(tmp_path / "ledger")) == 9
@@ -374,3 +404,18 @@ def test_dry_run_and_ledger_agree_on_batch_prices(emu, tmp_path):
         assert priced.total_cost.quantize(Decimal("1e-10")) == record["total_cost"]
         checked += 1
     assert checked >= 3
+
+
+def test_gemini_rows_past_the_inline_limit_go_as_a_file(emu, tmp_path, monkeypatch):
+    from llm.providers.google_batch import GoogleBatchAdapter
+
+    monkeypatch.setattr(GoogleBatchAdapter, "inline_max_bytes", 10)
+    source, out = _input(tmp_path), tmp_path / "out"
+    assert asyncio.run(run_job(_args(source, out), _settings(emu, tmp_path))) == 0
+    service = batch_service(emu.engine)
+    [gemini] = [job for job in service.jobs.values() if job.provider == "google"]
+    assert gemini.meta["file_input"] and "responses_file" in gemini.meta
+    rows = {r["id"]: r for r in read_output(out).to_pylist()}
+    assert all(rows[f"r{i}"]["status"] == "ok" for i in (2, 5, 8))  # the Gemini rows
+    tiers = {r["row_id"]: r["tier"] for r in read_ledger(tmp_path / "ledger").to_pylist()}
+    assert {tiers[f"r{i}"] for i in (2, 5, 8)} == {"batch"}

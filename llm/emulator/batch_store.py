@@ -95,6 +95,8 @@ class BatchService:
         self.settings = settings or BatchSettings()
         self.jobs: dict[str, BatchJob] = {}
         self.files: dict[str, dict[str, Any]] = {}
+        #: Open resumable upload sessions (Gemini Files API) by upload id.
+        self.uploads: dict[str, dict[str, Any]] = {}
         self.created = 0
         # Batch rows skip the online rate limits and latency but share the prompt caches.
         config = replace(engine.config, rpm=None, itpm=None, otpm=None, latency_ms=0)
@@ -183,6 +185,7 @@ class BatchService:
     def reset(self) -> None:
         self.jobs.clear()
         self.files.clear()
+        self.uploads.clear()
         self.created = 0
 
 

@@ -24,6 +24,7 @@ from llm.providers.batch_base import (
     BatchRow,
     BatchRowResult,
     BatchStatus,
+    batch_model,
     in_order,
     not_run,
     row_error,
@@ -90,8 +91,7 @@ class AnthropicBatchAdapter(AnthropicAdapter, BatchAdapter):
         return {"custom_id": row.custom_id, "params": build_request(row.request)}
 
     async def submit(self, rows: list[BatchRow], *, display_name: str = "") -> str:
-        if not rows:
-            raise ValueError("a batch needs at least one row")
+        batch_model(rows)  # Anthropic batches may mix models
         client = self._client()
         try:
             batch = await client.messages.batches.create(

@@ -29,6 +29,7 @@ from llm.exceptions import (
     ProviderOverloadedError,
     RateLimitError,
 )
+from llm.models import ModelInfo
 from llm.providers.base import ProviderRequest, ProviderResult
 
 BatchState = Literal["in_progress", "canceling", "ended"]
@@ -167,6 +168,19 @@ def in_order(
     """``results`` in submission order; a submitted row with no result line counts as expired."""
     by_id = {row.custom_id: row for row in results}
     return [by_id.get(cid) or not_run(provider, model, "expired", cid) for cid in custom_ids]
+
+
+def batch_model(rows: list[BatchRow], *, one_model: str | None = None) -> ModelInfo:
+    """The model of a batch about to be submitted: ``rows`` must not be empty and, when the
+    provider's batch carries one model (``one_model``: the provider's name for errors), all
+    rows use the same one."""
+    if not rows:
+        raise ValueError("a batch needs at least one row")
+    if one_model is not None:
+        models = {row.request.model.api_id for row in rows}
+        if len(models) != 1:
+            raise ValueError(f"{one_model} batch carries one model, got {sorted(models)}")
+    return rows[0].request.model
 
 
 def make_batch_adapter(provider: str, settings: Any, **kwargs: Any) -> BatchAdapter:

@@ -1,17 +1,28 @@
-"""Gemini batch mode through ``google.genai`` (``client.aio.batches``), inline requests.
+"""Gemini batch mode through ``google.genai`` (``client.aio.batches``, ``client.aio.files``):
+inline requests, or a JSONL input file when they pass the 20 MB inline limit.
 
 Extends :class:`~llm.providers.google.GoogleAdapter`: each row is its ``build_request``
 (``contents`` and ``config``; client-only config fields dropped) with ``metadata.key`` =
-``custom_id``, and each inline response is mapped by its ``parse_response``. An inline error
-becomes a typed error (:func:`llm.providers.batch_base.row_error`); an expired or cancelled
-job's rows become :class:`~llm.providers.batch_base.BatchRowExpiredError` /
-:class:`~llm.providers.batch_base.BatchRowCanceledError`. Limit: 20 MB of inline requests
-(file input, for larger jobs, is not used).
+``custom_id``, and each response is mapped by its ``parse_response``. A batch whose inline
+requests would pass :attr:`GoogleBatchAdapter.inline_max_bytes` is sent as a file instead:
+one ``{"key": custom_id, "request": GenerateContentRequest}`` line per row (the request in the
+API's JSON form, converted by the SDK's own inline-request mapping), uploaded with
+``files.upload`` and named by ``batches.create(src="files/...")``; its results come back as a
+results file (``dest.file_name``, fetched with ``files.download``), one ``{"key", "response"}``
+or ``{"key", "error"}`` a line. An error becomes a typed error
+(:func:`llm.providers.batch_base.row_error`); an expired or cancelled job's rows become
+:class:`~llm.providers.batch_base.BatchRowExpiredError` /
+:class:`~llm.providers.batch_base.BatchRowCanceledError`. Limits: 20 MB inline, 2 GB per file.
 """
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
+
+from google.genai import batches as genai_batches
+from google.genai import types
 
 from llm.providers.batch_base import (
     BatchAdapter,
@@ -19,6 +30,7 @@ from llm.providers.batch_base import (
     BatchRow,
     BatchRowResult,
     BatchStatus,
+    batch_model,
     not_run,
     row_error,
 )
@@ -61,7 +73,11 @@ class GoogleBatchAdapter(GoogleAdapter, BatchAdapter):
     """Gemini Batch mode with inline requests (create, get, cancel)."""
 
     max_requests = 100_000
-    max_bytes = 20 * 1024 * 1024
+    #: A batch larger than this goes as an input file (2 GB: the Files API's limit).
+    max_bytes = 2 * 1024 * 1024 * 1024
+    #: Inline requests up to this size (the API refuses a request body over 20 MB; the
+    #: margin covers the envelope around the rows).
+    inline_max_bytes = 20 * 1024 * 1024 - 64 * 1024
 
     @staticmethod
     def request_body(row: BatchRow) -> dict[str, Any]:
@@ -74,22 +90,41 @@ class GoogleBatchAdapter(GoogleAdapter, BatchAdapter):
         }
 
     async def submit(self, rows: list[BatchRow], *, display_name: str = "") -> str:
-        if not rows:
-            raise ValueError("a batch needs at least one row")
-        models = {row.request.model.api_id for row in rows}
-        if len(models) != 1:
-            raise ValueError(f"a Gemini batch carries one model, got {sorted(models)}")
+        model = batch_model(rows, one_model="a Gemini")
         client = self._get_client()
-        model = rows[0].request.model
+        bodies = [self.request_body(row) for row in rows]
+        size = sum(len(json.dumps(body, separators=(",", ":"), default=str)) + 1 for body in bodies)
         try:
+            src: Any = bodies
+            if size > self.inline_max_bytes:
+                src = await self._upload(client, bodies, display_name)
             job = await client.aio.batches.create(
                 model=model.api_id,
-                src=[self.request_body(row) for row in rows],  # type: ignore[arg-type]
+                src=src,
                 config={"display_name": display_name} if display_name else None,
             )
         except Exception as exc:
             raise map_error(exc, model=model.name) from None
         return str(job.name)
+
+    @staticmethod
+    def input_file(client: Any, bodies: list[dict[str, Any]]) -> bytes:
+        """The JSONL input file of ``bodies`` (as :meth:`request_body` builds them)."""
+        lines = []
+        for body in bodies:
+            wire = genai_batches._InlinedRequest_to_mldev(client._api_client, body)
+            line = {"key": body["metadata"]["key"], "request": wire["request"]}
+            lines.append(json.dumps(line, separators=(",", ":"), default=str))
+        return ("\n".join(lines) + "\n").encode()
+
+    async def _upload(self, client: Any, bodies: list[dict[str, Any]], display_name: str) -> str:
+        """Upload the rows as a JSONL file; returns its name (``files/...``)."""
+        config: dict[str, Any] = {"mime_type": "application/jsonl"}
+        if display_name:
+            config["display_name"] = display_name
+        data = io.BytesIO(self.input_file(client, bodies))
+        uploaded = await client.aio.files.upload(file=data, config=config)
+        return str(uploaded.name)
 
     async def status(self, batch_id: str) -> BatchStatus:
         try:
@@ -117,6 +152,12 @@ class GoogleBatchAdapter(GoogleAdapter, BatchAdapter):
         reason = _STATES.get(_state_name(job))
         inlined = (job.dest.inlined_responses or []) if job.dest else []
         by_id: dict[str, BatchRowResult] = {}
+        if job.dest and job.dest.file_name:
+            try:
+                data = await self._get_client().aio.files.download(file=job.dest.file_name)
+            except Exception as exc:
+                raise map_error(exc, model=model) from None
+            by_id = _file_results(data, model)
         for index, item in enumerate(inlined):
             key = str((item.metadata or {}).get("key") or custom_ids[index])
             if item.response is not None:
@@ -143,3 +184,25 @@ def _error_row(custom_id: str, model: str, error: Any) -> BatchRowResult:
         PROVIDER, model, status, str(field_of(error, "message") or ""), kind=status_name
     )
     return BatchRowResult(custom_id=custom_id, kind="errored", error=typed)
+
+
+def _file_results(data: bytes, model: str) -> dict[str, BatchRowResult]:
+    """The rows of a results file, by key."""
+    out: dict[str, BatchRowResult] = {}
+    for raw in data.decode("utf-8", "replace").splitlines():
+        if not raw.strip():
+            continue
+        line = json.loads(raw)
+        key = str(line.get("key") or "")
+        if line.get("response") is not None:
+            # the SDK's own mapping of the API's JSON (as for inline responses)
+            mapped = genai_batches._InlinedResponse_from_mldev({"response": line["response"]})
+            response = types.GenerateContentResponse._from_response(
+                response=mapped["response"], kwargs={}
+            )
+            out[key] = BatchRowResult(
+                custom_id=key, kind="succeeded", result=parse_response(response)
+            )
+        else:
+            out[key] = _error_row(key, model, line.get("error") or {})
+    return out

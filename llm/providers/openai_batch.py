@@ -26,6 +26,7 @@ from llm.providers.batch_base import (
     BatchRow,
     BatchRowResult,
     BatchStatus,
+    batch_model,
     not_run,
     row_error,
 )
@@ -88,13 +89,8 @@ class OpenAIBatchAdapter(OpenAIAdapter, BatchAdapter):
         return map_error(exc if isinstance(exc, Exception) else Exception(exc), model=model)
 
     async def submit(self, rows: list[BatchRow], *, display_name: str = "") -> str:
-        if not rows:
-            raise ValueError("a batch needs at least one row")
-        models = {row.request.model.api_id for row in rows}
-        if len(models) != 1:
-            raise ValueError(f"an OpenAI batch carries one model, got {sorted(models)}")
+        model = batch_model(rows, one_model="an OpenAI").name
         client = self._get_client()
-        model = rows[0].request.model.name
         try:
             uploaded = await client.files.create(
                 file=("batch.jsonl", self.input_file(rows)), purpose="batch"

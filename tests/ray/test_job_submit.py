@@ -1,4 +1,5 @@
-"""`ray job submit` of the batch job against a head started with `ray start --head`.
+"""`ray job submit` of the batch job against a head started with `ray start --head`, online
+and then with ``--mode batch`` (the provider batch APIs; rows recorded by the LedgerActor).
 
 This is the README's cluster recipe, run on this machine: a separate Ray head (own temp dir
 and ports, so it never touches the test session's embedded Ray), token authentication on
@@ -143,3 +144,20 @@ def test_batch_job_runs_through_ray_job_submit(ray_head, tmp_path):
     ledger_rows = ds.dataset(str(ledger), format="parquet").to_table()
     assert ledger_rows.num_rows == 12  # one billed call per row, recorded by the LedgerActor
     assert time.monotonic() - started < 300
+
+    # The same rows through the providers' batch APIs, as a second job on the same head.
+    batch_output = tmp_path / "out-batch"
+    rows_batch = tmp_path / "rows-batch.jsonl"
+    rows_batch.write_text(rows.read_text().replace('"id": "r', '"id": "b'))
+    argv = submit[: submit.index("jobs.batch") + 1]
+    argv += [str(rows_batch), "--output", str(batch_output), "--offline", "--address", "auto"]
+    argv += ["--mode", "batch", "--poll-s", "0.5"]
+    result = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "batches submitted: 3" in log and "batches open: 3" in log, log[-4000:]
+    table = ds.dataset(str(batch_output), format="parquet").to_table()
+    assert sorted(table.column("id").to_pylist()) == sorted(f"b{i}" for i in range(12))
+    assert set(table.column("status").to_pylist()) == {"ok"}
+    tiers = ds.dataset(str(ledger), format="parquet").to_table().column("tier").to_pylist()
+    assert tiers.count("batch") == 12 and tiers.count("standard") == 12
