@@ -73,16 +73,11 @@ import pyarrow.parquet as pq
 
 from llm.exceptions import (
     BudgetExceededError,
-    CircuitOpenError,
     LLMError,
-    LLMTimeoutError,
-    ProviderConnectionError,
-    ProviderError,
-    ProviderOverloadedError,
-    RateLimitError,
 )
 from llm.pricing import COST_COLUMNS, cost_columns
 from llm.pricing import TOKEN_COLUMNS as USAGE_TOKEN_COLUMNS
+from llm.retry import RETRYABLE_ERRORS
 from llm.types import LLMResponse
 from runtime.parquet_files import TEMP_PREFIX as PARQUET_TEMP_PREFIX
 from runtime.parquet_files import (
@@ -128,15 +123,8 @@ OUTPUT_SCHEMA = pa.schema(
 )
 
 #: Errors that say nothing about the row itself: the row is retried on the next run.
-RETRY_ON_RERUN: tuple[type[LLMError], ...] = (
-    RateLimitError,
-    ProviderOverloadedError,
-    ProviderError,
-    LLMTimeoutError,
-    ProviderConnectionError,
-    CircuitOpenError,
-    BudgetExceededError,
-)
+#: The retry policy's retryable errors (:data:`llm.retry.RETRYABLE_ERRORS`) and a budget stop.
+RETRY_ON_RERUN: tuple[type[LLMError], ...] = (*RETRYABLE_ERRORS, BudgetExceededError)
 
 
 # ---------------------------------------------------------------------- rows
