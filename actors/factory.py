@@ -143,7 +143,7 @@ def get_or_create_provider_actors(
 ) -> dict[str, list[Any]]:
     """One actor per provider account of ``limits`` (from ``load_limits``), by provider.
 
-    ``settings_fields`` must hold no secret (see :func:`runtime.runtime.public_settings`);
+    ``settings_fields`` must hold no secret (see :func:`actors.runtime.public_settings`);
     ``keys`` (from :func:`runtime.keys.account_keys`) are the driver's sealed keys by
     ``(provider, account)``: each goes to its account's actor, whose name has its fingerprint.
     """

@@ -433,10 +433,6 @@ class LedgerActor:
         """Rows given to :meth:`record` and not yet acknowledged (waiting for the journal)."""
         return self._commit.pending_count
 
-    async def shutdown(self) -> None:
-        """Commit what is pending; call before killing the actor."""
-        await self.flush()
-
     async def aclose(self) -> None:
         """Write what is pending and stop following the journal."""
         await self.flush()

@@ -30,9 +30,9 @@ from llm.config import PROVIDERS, Settings
 from llm.executor import CallContext, Executed
 from llm.providers.base import ProviderRequest
 from llm.retry import RetryConfig
-from runtime.journal_log import JOURNAL_DIR, GroupCommit, JournalEntry, JournalLog
+from runtime.journal_log import JOURNAL_DIR
+from runtime.journal_sink import JournalLedgerSink
 from runtime.keys import SealedKey, actor_key, key_env_names, require_key
-from runtime.ledger_store import LedgerRecord
 from runtime.limiter import AccountLimits
 
 #: The key fields of :class:`Settings`; never sent to, nor shown by, an actor.
@@ -59,50 +59,6 @@ def actor_settings(
     plain, _ = require_key(provider, account, key, api_key_env, environ, node)
     fields[f"{provider}_api_key"] = plain
     return Settings(**fields)
-
-
-class JournalLedgerSink:
-    """The engine's :class:`~runtime.ledger_sink.LedgerSink` in a provider actor.
-
-    :meth:`record` appends the row (and the result to journal) to this actor's own segment
-    of the ledger's journal and returns once it is fsynced; concurrent calls share one write.
-    The LedgerActor reads the segment and writes the rows to Parquet. :meth:`lookup` asks the
-    LedgerActor, which reads the journal first, so a row acknowledged here is always found.
-    """
-
-    def __init__(
-        self, journal_dir: str | os.PathLike[str], name: str, namespace: str, **commit: Any
-    ) -> None:
-        self.name = name
-        self.namespace = namespace
-        self._commit = GroupCommit(JournalLog(journal_dir), **commit)
-        self._handle: Any = None
-
-    def _actor(self) -> Any:
-        if self._handle is None:
-            import ray
-
-            self._handle = ray.get_actor(self.name, namespace=self.namespace)
-        return self._handle
-
-    async def record(self, record: LedgerRecord, result: Executed | None = None) -> None:
-        """Journal one ledger row (and the result); return once it is on disk."""
-        self._commit.add(JournalEntry.of_call(record, result))
-        await self._commit.commit([record.request_id])
-
-    async def lookup(self, request_ids: list[str]) -> dict[str, Executed]:
-        """Journaled results of ``request_ids``."""
-        return await self._actor().lookup.remote(list(request_ids))
-
-    @property
-    def pending_count(self) -> int:
-        """Rows not yet on disk (their calls are not answered yet)."""
-        return self._commit.pending_count
-
-    async def aclose(self) -> None:
-        """Write what is queued and close the segment (a later row opens a new one)."""
-        await self._commit.commit()
-        self._commit.log.close()
 
 
 class ProviderActor:

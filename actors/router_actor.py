@@ -17,7 +17,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llm.recommend import get_best_model_for_task
 from llm.registry import resolve_model
 from runtime.routing import (
     ActorRoute,
@@ -79,12 +78,6 @@ class RouterActor:
         )
         return self._table
 
-    async def register(self, provider: str, actor_name: str) -> None:
-        """Add a provider actor (e.g. a new account) to the tables from the next poll on."""
-        names = self._names.setdefault(provider, [])
-        if actor_name not in names:
-            names.append(actor_name)
-
     def provider_actors(self) -> dict[str, list[str]]:
         """Names of every provider actor, by provider."""
         return {p: list(names) for p, names in self._names.items()}
@@ -124,11 +117,3 @@ class RouterActor:
         return fallback_chain(
             resolve_model(model_name), self._fallbacks, routed_by_task=routed_by_task
         )
-
-    def resolve(self, name: str) -> str:
-        """The canonical name of a model name, id or alias (raises ModelNotFoundError)."""
-        return resolve_model(name).name
-
-    def recommend(self, task: str, budget: str = "medium") -> str:
-        """The recommended model for ``task`` within ``budget``."""
-        return get_best_model_for_task(task, budget)

@@ -8,7 +8,7 @@ client's. Small requests to ``gpt-4.1`` at concurrency 32 through:
 * ``LLMService, in process``: the service's default, the in-process runtime
   (:class:`runtime.local.EngineExecutor`: breaker, cache gate, limiter, metering), with the
   default limits configuration, as the actors have it;
-* ``LLMService, actors``: :class:`runtime.executor.RayExecutor` over provider actors
+* ``LLMService, actors``: :class:`actors.executor.RayExecutor` over provider actors
   (Ray started once, before any timing; the actors also journal every call in the ledger).
 
 Every path is opened and warmed up (20 calls) first; then the paths take turns, round by
@@ -164,7 +164,7 @@ def _environ(**values: str) -> Iterator[None]:
 @contextlib.contextmanager
 def ray_runtime(settings: Any) -> Iterator[tuple[Any, float]]:
     """Ray and the actors, started once (``RAY_ADDRESS=local``: a Ray of our own)."""
-    from runtime.runtime import Runtime
+    from actors.runtime import Runtime
 
     started = time.perf_counter()
     with _environ(RAY_ADDRESS="local"):

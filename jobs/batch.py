@@ -168,12 +168,22 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 
 def service_call(service: Any) -> Call:
-    """``call`` for :func:`run_batch`: ``service.generate`` with the row's idempotency key."""
+    """``call`` for :func:`run_batch`: the row's one prepared request
+    (:meth:`RowRequest.request`, the same the scheduler and the budget guard read) sent with
+    ``service.send``, tagged with the row's idempotency key, job and row (typed fields)."""
+    settings = service.settings
 
     async def call(row: RowRequest) -> LLMResponse:
-        metadata = {**row.options.get("metadata", {}), "job_id": row.job_id, "row_id": row.row_id}
-        return await service.generate(
-            **row.generate_kwargs(), request_id=row.request_id, metadata=metadata
+        request = row.request(
+            default_model=settings.default_model, caching_default=settings.enable_caching
+        )
+        return await service.send(
+            request,
+            request_id=row.request_id,
+            job_id=row.job_id,
+            row_id=row.row_id,
+            routed_by_task=row.model is None and row.task is not None,
+            metadata=row.options.get("metadata", {}),
         )
 
     return call
@@ -246,7 +256,7 @@ def connect(args: argparse.Namespace, settings: Settings) -> Wiring:
         wiring.notes.append(f"offline: emulator at {wiring.emulator.base_url}")
     if args.runtime == "ray":
         try:
-            from runtime.runtime import Runtime
+            from actors.runtime import Runtime
         except ImportError:
             wiring.notes.append("the Ray runtime is not available: running calls in process")
         else:
@@ -305,7 +315,9 @@ async def _budget_guard(
     default_model = wiring.settings.default_model
     return BudgetGuard(
         limit,
-        estimate=lambda row: max_cost_or_zero(row, default_model=default_model),
+        estimate=lambda row: max_cost_or_zero(
+            row, default_model=default_model, caching_default=wiring.settings.enable_caching
+        ),
         spent_before=await wiring.spent_before(job_id, args.output),
     )
 
@@ -423,6 +435,7 @@ async def run_job(args: argparse.Namespace, settings: Settings) -> int:
         job_id=job_id,
         concurrency=args.concurrency,
         caching_default=wiring.settings.enable_caching,
+        default_model=wiring.settings.default_model,
         capacity=getattr(wiring.executor, "capacity", None),
     )
     tracker = CallTracker(

@@ -40,11 +40,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
+from jobs.batch_input import DEFAULT_MODEL, InputItem, InvalidRow, RowRequest, parse_row
 from jobs.batch_output import error_row, is_retryable_on_rerun, ok_row
 from jobs.batch_schedule import CacheAwareScheduler, prefix_key
-from llm.pricing import cache_savings
-from llm.registry import get_model_info
+from llm.exceptions import BudgetExceededError
 from llm.types import LLMResponse
 
 Call = Callable[[RowRequest], Awaitable[LLMResponse]]
@@ -103,6 +102,7 @@ class BatchConfig:
     lookahead: int | None = None
     follower_hold_s: float = 10.0
     caching_default: bool = False
+    default_model: str = DEFAULT_MODEL
     tick_s: float = 0.25
     capacity: Callable[[], int | None] | None = None
 
@@ -152,13 +152,13 @@ class BatchSummary:
         """Spend of this job: before this run plus this run's finished rows."""
         return self.spent_before + self.cost
 
-    def record_ok(self, response: LLMResponse, savings: Decimal) -> None:
+    def record_ok(self, response: LLMResponse) -> None:
         self.ok += 1
         self.input_tokens += response.usage.input_tokens
         self.output_tokens += response.usage.output_tokens
         self.cached_tokens += response.usage.cached_tokens
         self.cost += response.cost.total_cost if response.cost is not None else _ZERO
-        self.cache_savings += savings
+        self.cache_savings += response.cache_savings or _ZERO
 
     def record_error(self, error: BaseException) -> None:
         self.failed += 1
@@ -205,11 +205,18 @@ class BudgetGuard:
         self.reserved = _ZERO
         self._estimate = estimate
 
-    def try_admit(self, row: RowRequest) -> Decimal | None:
-        """Reserve the row's upper estimate and return it, or None if it would pass the cap."""
+    def admit(self, row: RowRequest) -> Decimal:
+        """Reserve the row's upper estimate and return it; raise
+        :class:`~llm.exceptions.BudgetExceededError` if it would pass the cap (the job then
+        stops starting rows: see the module docstring)."""
         estimate = self._estimate(row)
-        if self.spent + self.reserved + estimate > self.limit_usd:
-            return None
+        committed = self.spent + self.reserved
+        if committed + estimate > self.limit_usd:
+            raise BudgetExceededError(
+                f"the row's upper estimate ${estimate} would pass the ${self.limit_usd} budget",
+                budget_usd=float(self.limit_usd),
+                spent_usd=float(committed),
+            )
         self.reserved += estimate
         return estimate
 
@@ -217,17 +224,6 @@ class BudgetGuard:
         """Replace a row's reservation by what it actually cost."""
         self.reserved -= reserved
         self.spent += actual
-
-
-def savings_of(response: LLMResponse) -> Decimal:
-    """Dollars prompt caching saved on ``response`` (0 if the model is not registered)."""
-    info = get_model_info(response.model)
-    if info is None:
-        return _ZERO
-    try:
-        return cache_savings(info, response.usage)
-    except ValueError:
-        return _ZERO
 
 
 async def _aiter(rows: RowSource) -> AsyncIterator[InputItem | dict[str, Any]]:
@@ -325,7 +321,11 @@ class _BatchRun:
                 return
             row = self._admit_item(item)
             if isinstance(row, RowRequest):
-                key = prefix_key(row, caching_default=self.config.caching_default)
+                key = prefix_key(
+                    row,
+                    caching_default=self.config.caching_default,
+                    default_model=self.config.default_model,
+                )
                 self.sched.add(row, key)
 
     def _admit_item(self, item: Any) -> RowRequest | None:
@@ -355,12 +355,12 @@ class _BatchRun:
                 return
             reserved = _ZERO
             if self.budget is not None:
-                admitted = self.budget.try_admit(row)
-                if admitted is None:
+                try:
+                    reserved = self.budget.admit(row)
+                except BudgetExceededError:
                     self.stopping = self.summary.budget_stopped = True
                     self.summary.not_started += 1
                     return
-                reserved = admitted
             task = asyncio.create_task(self._call(row))
             self.in_flight[task] = (row, reserved)
 
@@ -379,18 +379,16 @@ class _BatchRun:
         actual = _ZERO
         if outcome.response is not None:
             response = outcome.response
-            savings = savings_of(response)
             self.writer.add(
                 ok_row(
                     row_id=row.row_id,
                     job_id=row.job_id,
                     request_id=row.request_id,
                     response=response,
-                    savings=savings,
                     latency_s=outcome.latency_s,
                 )
             )
-            self.summary.record_ok(response, savings)
+            self.summary.record_ok(response)
             actual = response.cost.total_cost if response.cost is not None else _ZERO
         else:
             assert outcome.error is not None

@@ -1,6 +1,7 @@
 """``--dry-run`` of the batch job, and the per-row cost estimate the budget guard uses.
 
-A dry run reads every row, checks it exactly as the service would (same checks, same
+A dry run reads every row, prepares it exactly as the service does (the row's one
+:meth:`~jobs.batch_input.RowRequest.request`, built by :mod:`llm.prepare`: same checks, same
 typed errors) and, per model, sums rows, estimated prompt tokens
 (:func:`llm.providers.common.estimate_prompt_tokens`: exact against the emulator), the
 output bound (the sum of ``max_tokens``) and a cost range from the input-only price to
@@ -14,74 +15,20 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
-from pydantic import ValidationError
-
-from jobs.batch_input import InputItem, InvalidRow, RowRequest
-from llm.exceptions import InvalidRequestError, LLMError
-from llm.models import ModelInfo
+from jobs.batch_input import DEFAULT_MODEL, InputItem, InvalidRow, RowRequest
+from llm.exceptions import LLMError
 from llm.pricing import estimate_cost
 from llm.providers.base import ProviderRequest
 from llm.providers.common import estimate_prompt_tokens
-from llm.recommend import get_best_model_for_task
-from llm.registry import resolve_model
-from llm.service_checks import (
-    check_capabilities,
-    check_options,
-    normalize_messages,
-    preflight_context,
-    resolve_max_tokens,
-)
-from llm.structured import check_schema
-from llm.tool_specs import check_tool_choice, normalize_tools
-
-DEFAULT_MODEL = "claude-haiku-4.5"
-
-
-def pick_model(row: RowRequest, default_model: str = DEFAULT_MODEL) -> ModelInfo:
-    """The model the service would use for ``row`` (recommendation for task rows)."""
-    if row.model is None and row.task is not None:
-        try:
-            return resolve_model(get_best_model_for_task(row.task, row.budget or "medium"))
-        except ValueError as error:
-            raise InvalidRequestError(str(error)) from None
-    return resolve_model(row.model or default_model)
 
 
 def build_request(
     row: RowRequest, *, default_model: str = DEFAULT_MODEL, caching_default: bool = False
 ) -> ProviderRequest:
-    """The provider request the service would build for ``row``; raises its typed errors."""
-    info = pick_model(row, default_model)
-    opts: dict[str, Any] = row.options
-    messages = normalize_messages(row.messages)
-    tools = normalize_tools(opts.get("tools"))
-    effort = opts.get("reasoning_effort")
-    check_capabilities(info, messages, has_tools=bool(tools), reasoning_effort=effort)
-    cache_ttl = opts.get("cache_ttl", "5m")
-    check_options(
-        temperature=opts.get("temperature"), timeout=opts.get("timeout"), cache_ttl=cache_ttl
-    )
-    schema = opts.get("structured_output_schema")
-    try:
-        request = ProviderRequest(
-            model=info,
-            messages=messages,
-            max_tokens=resolve_max_tokens(info, opts.get("max_tokens")),
-            temperature=opts.get("temperature"),
-            enable_caching=bool(opts.get("enable_caching", caching_default)),
-            cache_ttl=cache_ttl,
-            structured_output_schema=check_schema(schema) if schema is not None else None,
-            tools=tools,
-            tool_choice=check_tool_choice(opts.get("tool_choice"), tools),
-            reasoning_effort=effort,
-            timeout=opts.get("timeout"),
-        )
-    except ValidationError:
-        raise InvalidRequestError("the row's options do not form a valid request") from None
-    preflight_context(request)
-    return request
+    """The provider request the service would build for ``row`` (the row's one prepared
+    request, :meth:`RowRequest.request`); raises its typed errors."""
+    return row.request(default_model=default_model, caching_default=caching_default)
 
 
 @dataclass(frozen=True)
@@ -110,10 +57,14 @@ def estimate_row(
     )
 
 
-def max_cost_or_zero(row: RowRequest, *, default_model: str = DEFAULT_MODEL) -> Decimal:
+def max_cost_or_zero(
+    row: RowRequest, *, default_model: str = DEFAULT_MODEL, caching_default: bool = False
+) -> Decimal:
     """Upper cost bound of ``row`` for the budget guard (0 if the row will be rejected)."""
     try:
-        return estimate_row(row, default_model=default_model).max_cost
+        return estimate_row(
+            row, default_model=default_model, caching_default=caching_default
+        ).max_cost
     except LLMError:
         return Decimal(0)
 

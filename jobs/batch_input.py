@@ -39,6 +39,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from llm.exceptions import InvalidRequestError, LLMError
+from llm.prepare import pick_model, prepare_request
+from llm.providers.base import ProviderRequest
+
+#: The model of rows that name none, when the job is given no default (the settings' default).
+DEFAULT_MODEL = "claude-haiku-4.5"
 
 #: generate options a row may carry, with the Python types each accepts.
 OPTION_TYPES: dict[str, tuple[type, ...]] = {
@@ -74,20 +79,38 @@ class RowRequest:
     options: dict[str, Any] = field(default_factory=dict)
     job_id: str = ""
     request_id: str = ""
+    #: (default model, caching default) -> the prepared request, or the error preparing it.
+    _prepared: dict[tuple[str, bool], ProviderRequest | LLMError] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def request(
+        self, *, default_model: str = DEFAULT_MODEL, caching_default: bool = False
+    ) -> ProviderRequest:
+        """The row as a typed :class:`ProviderRequest`, prepared once by the service's own
+        preparation (:mod:`llm.prepare`) and kept: the dry run, the budget guard and the
+        cache-first scheduler all read this one. Raises the typed error of an invalid row."""
+        key = (default_model, caching_default)
+        found = self._prepared.get(key)
+        if found is None:
+            try:
+                found = self._prepare(default_model, caching_default)
+            except LLMError as error:
+                found = error
+            self._prepared[key] = found
+        if isinstance(found, LLMError):
+            raise found.with_traceback(None)
+        return found
+
+    def _prepare(self, default_model: str, caching_default: bool) -> ProviderRequest:
+        info = pick_model(self.model, self.task, self.budget, default_model=default_model)
+        opts = {k: v for k, v in self.options.items() if k != "metadata"}
+        opts["enable_caching"] = bool(opts.get("enable_caching", caching_default))
+        return prepare_request(info, self.messages, **opts)
 
     def for_job(self, job_id: str, request_id: str) -> RowRequest:
         """A copy bound to ``job_id`` with its idempotency key."""
         return replace(self, job_id=job_id, request_id=request_id)
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``LLMService.generate`` (without request_id/metadata)."""
-        kwargs: dict[str, Any] = {"model": self.model, "messages": self.messages}
-        if self.task is not None:
-            kwargs["task"] = self.task
-        if self.budget is not None:
-            kwargs["budget"] = self.budget
-        kwargs.update({k: v for k, v in self.options.items() if k != "metadata"})
-        return kwargs
 
     @property
     def model_label(self) -> str:

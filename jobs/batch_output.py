@@ -73,40 +73,30 @@ import pyarrow.parquet as pq
 
 from llm.exceptions import (
     BudgetExceededError,
-    CircuitOpenError,
     LLMError,
-    LLMTimeoutError,
-    ProviderConnectionError,
-    ProviderError,
-    ProviderOverloadedError,
-    RateLimitError,
 )
+from llm.pricing import COST_COLUMNS, cost_columns
+from llm.pricing import TOKEN_COLUMNS as USAGE_TOKEN_COLUMNS
+from llm.retry import RETRYABLE_ERRORS
 from llm.types import LLMResponse
 from runtime.parquet_files import TEMP_PREFIX as PARQUET_TEMP_PREFIX
-from runtime.parquet_files import fsync_directory, write_parquet_atomically
+from runtime.parquet_files import (
+    cost_fields,
+    fsync_directory,
+    token_fields,
+    write_parquet_atomically,
+)
 
-COST = pa.decimal128(20, 10)
 _QUANTUM = Decimal("1e-10")
 PART_GLOB = "part-*.parquet"
 TEMP_PREFIX = PARQUET_TEMP_PREFIX
 ERRORS_DIR = "_errors"
 SUMMARY_FILE = "_summary.json"
 
+#: The output's token columns: the usage columns but the 1-hour cache writes, and the total.
 TOKEN_COLUMNS = (
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
+    *(name for name in USAGE_TOKEN_COLUMNS if name != "cache_write_1h_tokens"),
     "total_tokens",
-)
-COST_COLUMNS = (
-    "input_cost",
-    "output_cost",
-    "cache_read_cost",
-    "cache_write_cost",
-    "total_cost",
-    "cache_savings",
 )
 
 OUTPUT_SCHEMA = pa.schema(
@@ -121,8 +111,8 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("structured_output", pa.string()),
         pa.field("tool_calls", pa.string()),
         pa.field("finish_reason", pa.string()),
-        *(pa.field(name, pa.int64(), nullable=False) for name in TOKEN_COLUMNS),
-        *(pa.field(name, COST, nullable=False) for name in COST_COLUMNS),
+        *token_fields(TOKEN_COLUMNS),
+        *cost_fields(),
         pa.field("error_type", pa.string()),
         pa.field("error_message", pa.string()),
         pa.field("retryable", pa.bool_(), nullable=False),
@@ -133,15 +123,8 @@ OUTPUT_SCHEMA = pa.schema(
 )
 
 #: Errors that say nothing about the row itself: the row is retried on the next run.
-RETRY_ON_RERUN: tuple[type[LLMError], ...] = (
-    RateLimitError,
-    ProviderOverloadedError,
-    ProviderError,
-    LLMTimeoutError,
-    ProviderConnectionError,
-    CircuitOpenError,
-    BudgetExceededError,
-)
+#: The retry policy's retryable errors (:data:`llm.retry.RETRYABLE_ERRORS`) and a budget stop.
+RETRY_ON_RERUN: tuple[type[LLMError], ...] = (*RETRYABLE_ERRORS, BudgetExceededError)
 
 
 # ---------------------------------------------------------------------- rows
@@ -174,11 +157,11 @@ def ok_row(
     job_id: str,
     request_id: str,
     response: LLMResponse,
-    savings: Decimal,
     latency_s: float,
     completed_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The output row of a successful call."""
+    """The output row of a successful call, at the price the call was metered at (the
+    response's ``cost`` and ``cache_savings``: nothing is priced here)."""
     row = _base_row(row_id, job_id, request_id)
     usage = response.usage
     row.update(
@@ -195,10 +178,8 @@ def ok_row(
         latency_s=float(latency_s),
         completed_at=completed_at or _now(),
     )
-    if response.cost is not None:
-        for name in COST_COLUMNS[:-1]:
-            row[name] = _money(getattr(response.cost, name))
-    row["cache_savings"] = _money(savings)
+    money = cost_columns(response.cost, response.cache_savings)
+    row.update({name: _money(value) for name, value in money.items()})
     return row
 
 

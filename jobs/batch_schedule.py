@@ -1,7 +1,7 @@
 """Cache-aware ordering of batch rows: one leader per cacheable prefix goes first.
 
-Rows that share a cacheable prefix (same model, same tools, same system text, with
-``enable_caching``) should not all hit a cold prompt cache at once: each would pay the cache
+Rows that share a cacheable prefix (the cache gate's key, :func:`prefix_key`: same
+provider, model, tools and system text, with ``enable_caching``) should not all hit a cold prompt cache at once: each would pay the cache
 write. Within the job's read-ahead window the scheduler therefore releases
 
 1. the first row of each new prefix group (its *leader*) before anything else;
@@ -17,62 +17,33 @@ The scheduler holds only rows of the window; it never sends anything itself.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jobs.batch_input import RowRequest
-from llm.registry import get_model_info
-from llm.tokens import MESSAGE_OVERHEAD, count_text_tokens
+from jobs.batch_input import DEFAULT_MODEL, RowRequest
+from llm.exceptions import LLMError
+from runtime import cache_keys
 
 #: How often (in released rows) expired warm prefixes are forgotten.
 _SWEEP_EVERY = 256
-#: Prefix length assumed when the model cannot be resolved (task rows, unknown names).
-DEFAULT_MIN_CACHEABLE = 1024
 
 
-def _system_text(row: RowRequest) -> str:
-    texts = []
-    for message in row.messages:
-        if message.get("role") != "system":
-            continue
-        content = message.get("content", "")
-        if isinstance(content, str):
-            texts.append(content)
-        else:
-            texts.extend(p.get("text", "") for p in content if isinstance(p, dict))
-    return "\n\n".join(texts)
+def prefix_key(
+    row: RowRequest, *, caching_default: bool = False, default_model: str = DEFAULT_MODEL
+) -> str | None:
+    """The row's cacheable-prefix key, or None if it cannot hit a prompt cache.
 
-
-def _prefix_tokens(row: RowRequest, system: str) -> int:
-    total = MESSAGE_OVERHEAD + count_text_tokens(system) if system else 0
-    tools = row.options.get("tools")
-    if tools:
-        total += count_text_tokens(json.dumps(tools, sort_keys=True, default=str))
-    return total
-
-
-def _min_cacheable(row: RowRequest) -> int:
-    info = get_model_info(row.model) if row.model else None
-    if info is None or info.capabilities.min_cacheable_tokens is None:
-        return DEFAULT_MIN_CACHEABLE
-    return info.capabilities.min_cacheable_tokens
-
-
-def prefix_key(row: RowRequest, *, caching_default: bool = False) -> str | None:
-    """The row's cacheable-prefix key, or None if it cannot hit a prompt cache."""
-    if not row.options.get("enable_caching", caching_default):
+    The cache gate's own key (:func:`runtime.cache_keys.prefix_key`) of the row's prepared
+    request, when the gate would gate it (:func:`runtime.cache_keys.is_gated`): rows the
+    scheduler groups are exactly the calls that share a gate. An invalid row has none.
+    """
+    try:
+        request = row.request(default_model=default_model, caching_default=caching_default)
+    except LLMError:
         return None
-    system = _system_text(row)
-    if _prefix_tokens(row, system) < _min_cacheable(row):
-        return None
-    material = json.dumps(
-        [row.model_label, row.options.get("tools"), system], sort_keys=True, default=str
-    )
-    return hashlib.sha256(material.encode()).hexdigest()[:24]
+    return cache_keys.prefix_key(request) if cache_keys.is_gated(request) else None
 
 
 @dataclass

@@ -52,7 +52,7 @@ from llm.config import Settings
 from llm.exceptions import InvalidRequestError, LLMError, StructuredOutputError
 from llm.executor import Executed
 from llm.models import ModelInfo
-from llm.pricing import cache_savings, compute_cost, estimate_cost
+from llm.pricing import compute_cost, estimate_cost
 from llm.providers.base import ProviderRequest
 from llm.providers.batch_base import BatchAdapter, BatchRow, BatchStatus, make_batch_adapter
 from llm.providers.common import estimate_prompt_tokens
@@ -355,7 +355,6 @@ class ProviderBatchRun:
                 at=now,
                 service_tier="batch",
             )
-            savings = cache_savings(model, row.result.usage, at=now, service_tier="batch")
             cost = response.cost.total_cost if response.cost else _ZERO
             response, problem = _structured(response, self.schemas.get(row_id))
             if problem is not None:  # answered (and billed), but not what the schema asks
@@ -368,11 +367,10 @@ class ProviderBatchRun:
                         job_id=self.job_id,
                         request_id=row.custom_id,
                         response=response,
-                        savings=savings,
                         latency_s=latency,
                     )
                 )
-                self.summary.record_ok(response, savings)
+                self.summary.record_ok(response)
             actual += cost
             online = compute_cost(model, row.result.usage, at=now).total_cost
             self.batch_savings += online - cost
@@ -383,7 +381,6 @@ class ProviderBatchRun:
                     row_id=row_id,
                     request_id=row.custom_id,
                     ts=now,
-                    cache_savings=savings,
                 )
             )
         self.writer.flush()
@@ -476,18 +473,16 @@ class ProviderBatchRun:
             self._error(row.row_id, row.request_id, error, request.model.name)
             return
         now = datetime.now(UTC)
-        savings = cache_savings(request.model, response.usage, at=now)
-        self.writer.add(
+        self.writer.add(  # at the price the call was metered at (nothing priced here)
             ok_row(
                 row_id=row.row_id,
                 job_id=self.job_id,
                 request_id=row.request_id,
                 response=response,
-                savings=savings,
                 latency_s=response.latency_s,
             )
         )
-        self.summary.record_ok(response, savings)
+        self.summary.record_ok(response)
         if self.ledger is not None:
             record = LedgerRecord.from_response(
                 response,
@@ -495,7 +490,6 @@ class ProviderBatchRun:
                 row_id=row.row_id,
                 request_id=row.request_id,
                 ts=now,
-                cache_savings=savings,
             )
             await _durably(self.ledger.append([record], durable=True))
 

@@ -21,7 +21,7 @@ submit`` runtime environment, which the Ray dashboard shows) without saying what
 | ``LLM_RUNTIME`` | ``local`` (in process) or ``ray`` (through the actors) | ``local`` |
 | ``LLM_RAY_ADDRESS`` | Ray cluster to join (``auto``, ``ray://…``); empty starts Ray embedded | empty |
 | ``LLM_LEDGER_DIR`` | where the ledger writes Parquet | ``./llm-ledger`` |
-| ``LLM_MODELS_FILE`` | a TOML file adding or overriding registry models | none |
+| ``LLM_MODELS_FILE`` | a TOML file adding or overriding registry models (read by :mod:`llm.registry`) | none |
 | ``LLM_LIMITS_FILE`` | a TOML file of per-account rate limits | none |
 | ``LLM_MAX_CONNECTIONS`` | connection-pool size per provider client | ``100`` |
 | ``LLM_OFFLINE`` | start the built-in emulator and point every provider at it | ``false`` |
@@ -48,6 +48,11 @@ API_KEY_ENV: dict[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY",),
     "google": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
 }
+
+
+def key_hint(provider: str) -> str:
+    """The variables that hold ``provider``'s key, for error messages ("A or B")."""
+    return " or ".join(API_KEY_ENV[provider])
 
 
 def parse_bool(value: str | None, default: bool = False) -> bool:
@@ -121,7 +126,6 @@ class Settings(BaseModel):
     runtime: str = "local"
     ray_address: str | None = None
     ledger_dir: str = "./llm-ledger"
-    models_file: str | None = None
     limits_file: str | None = None
     max_connections: int = 2048
     offline: bool = False
@@ -189,7 +193,6 @@ def load_settings(
         runtime=runtime,
         ray_address=get("LLM_RAY_ADDRESS"),
         ledger_dir=get("LLM_LEDGER_DIR") or "./llm-ledger",
-        models_file=get("LLM_MODELS_FILE"),
         limits_file=get("LLM_LIMITS_FILE"),
         max_connections=int(get("LLM_MAX_CONNECTIONS") or 2048),
         offline=parse_bool(get("LLM_OFFLINE")),

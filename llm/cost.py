@@ -19,39 +19,27 @@ from pathlib import Path
 from typing import Any
 
 from llm.exceptions import ConfigurationError
-from llm.pricing import cache_savings, compute_cost
+from llm.pricing import COST_COLUMNS, TOKEN_COLUMNS, cost_columns, price_call, usage_columns
 from llm.registry import get_model_info, resolve_model
 from llm.types import Cost, LLMResponse
 
 FILE_VERSION = 1
 ZERO = Decimal("0")
 
-_TOKEN_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
-)
-_MONEY_FIELDS = (
-    "input_cost",
-    "output_cost",
-    "cache_read_cost",
-    "cache_write_cost",
-    "total_cost",
-    "cache_savings",
-)
+#: The stored token and money fields: the columns of every cost table (:mod:`llm.pricing`).
+_TOKEN_FIELDS = TOKEN_COLUMNS
+_MONEY_FIELDS = COST_COLUMNS
 
 
 def _cost_and_savings(response: LLMResponse) -> tuple[Cost, Decimal]:
+    """The response's metered price; a response built elsewhere without one is priced now
+    by :func:`llm.pricing.price_call`, the same single pricing point."""
+    if response.cost is not None and response.cache_savings is not None:
+        return response.cost, response.cache_savings
     info = get_model_info(response.model)
-    if response.cost is not None:
-        cost = response.cost
-    else:
-        cost = compute_cost(info or resolve_model(response.model), response.usage)
-    savings = cache_savings(info, response.usage) if info is not None else ZERO
-    return cost, Decimal(savings)
+    price = price_call(info or resolve_model(response.model), response.usage)
+    cost = response.cost if response.cost is not None else price.cost
+    return cost, price.cache_savings if info is not None else ZERO
 
 
 def make_record(response: LLMResponse, cost: Cost, savings: Decimal) -> dict[str, Any]:
@@ -65,15 +53,8 @@ def make_record(response: LLMResponse, cost: Cost, savings: Decimal) -> dict[str
         "provider": response.provider,
         "price_effective_from": response.metadata.get("price_effective_from"),
     }
-    record.update({name: getattr(usage, name) for name in _TOKEN_FIELDS})
-    record.update(
-        input_cost=cost.input_cost,
-        output_cost=cost.output_cost,
-        cache_read_cost=cost.cache_read_cost,
-        cache_write_cost=cost.cache_write_cost,
-        total_cost=cost.total_cost,
-        cache_savings=savings,
-    )
+    record.update(usage_columns(usage))
+    record.update(cost_columns(cost, savings))
     return record
 
 

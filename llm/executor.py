@@ -8,20 +8,34 @@ retry policy around each call); the Ray executor (``runtime="ray"``) implements 
 
 Streams are retried only until the first text chunk has reached the caller: after that a
 failure is raised, because the caller has already seen part of an answer.
+
+The one seam upward. Imports point one way, ``actors`` -> ``runtime`` -> ``llm``, with a
+single exception: :func:`default_executor`, the executor ``LLMService`` runs on when it is
+given none, imports :class:`runtime.local.EngineExecutor` (``runtime="local"``) or
+:func:`actors.runtime.ray_executor` (``runtime="ray"``) inside the function, on first use.
+Why there and so: the runtime and the actors import ``llm``, so a module-level import would be
+a cycle; a registry the runtime fills in would need someone to import the runtime first, and
+an entry point would read installed package metadata rather than the code in the tree. One
+function-local import in one named function is the smallest seam, and
+``tests/test_layering.py`` allows exactly it and nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm.config import Settings
-from llm.exceptions import ProviderConnectionError
+from llm.exceptions import ConfigurationError, ProviderConnectionError
+from llm.models import ModelInfo
+from llm.pricing import CallPrice, ServiceTier, price_call
 from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult
 from llm.retry import RetryConfig, RetryPolicy
 
@@ -31,29 +45,59 @@ AdapterFactory = Callable[..., ProviderAdapter]
 Sleep = Callable[[float], Awaitable[Any]]
 
 
-#: CallContext.metadata key set when the model was picked by task/budget rather than named:
-#: the runtime may then fall back to an equivalent model of another provider.
-ROUTED_BY_TASK = "llm_routed_by_task"
-
-
 class Executed(BaseModel):
-    """A finished call: the provider's normalised result and how many attempts it took."""
+    """A finished call: the provider's normalised result, how many attempts it took and,
+    when the executor meters calls (the runtime engine does), its :class:`CallPrice`.
+
+    The price is computed once, where the call is metered, and travels with the result to
+    the response, the cost tracker, the batch output and the ledger. An executor that does
+    not meter leaves it ``None`` and the service prices the result with the same
+    :func:`llm.pricing.price_call`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     result: ProviderResult
     attempts: int = 1
+    price: CallPrice | None = None
 
 
 class CallContext(BaseModel):
-    """Who a call belongs to: our request id, and the batch job/row when there is one."""
+    """Who a call belongs to and what the runtime may do with it.
+
+    Everything the runtime acts on is a typed field: ``request_id`` (the ledger's and the
+    journal's key), ``job_id``/``row_id`` (the batch job and row: a job's calls are
+    journaled and replayed instead of being paid twice) and ``routed_by_task`` (the model
+    was picked by task/budget rather than named, so the runtime may fall back to an
+    equivalent model of another provider). ``metadata`` is the caller's own, carried along
+    (and the trace context, :mod:`runtime.tracing`).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     request_id: str
     job_id: str | None = None
     row_id: str | None = None
+    routed_by_task: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def price_executed(
+    model: ModelInfo,
+    executed: Executed,
+    *,
+    at: dt.datetime | None = None,
+    service_tier: ServiceTier = "standard",
+) -> CallPrice:
+    """The price of a finished call (:func:`llm.pricing.price_call` on its usage and Gemini
+    storage) made at ``at``, online or through a provider batch API (``service_tier``)."""
+    return price_call(
+        model,
+        executed.result.usage,
+        at=at,
+        cache_storage_token_hours=executed.result.cache_storage_token_hours,
+        service_tier=service_tier,
+    )
 
 
 @runtime_checkable
@@ -73,6 +117,32 @@ class Executor(Protocol):
     async def aclose(self) -> None:
         """Release connection pools and other resources."""
         ...
+
+
+def default_executor(
+    runtime: str,
+    settings: Settings,
+    retry_config: RetryConfig | None = None,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], dt.datetime] | None = None,
+) -> Executor:
+    """The executor of ``runtime``: ``"local"``, the in-process runtime engine (the same
+    policies as Ray: breaker, cache gate, limiter, retries, metering) on the injected
+    ``sleep``/``clock``/``now``; ``"ray"``, the provider actors. The module docstring says why
+    this is the one place ``llm`` imports upward."""
+    if runtime == "ray":
+        try:
+            from actors.runtime import ray_executor
+        except ImportError:
+            raise ConfigurationError(
+                "runtime='ray' needs actors.runtime (Ray), which is not available"
+            ) from None
+        return ray_executor(settings, retry_config)
+    from runtime.local import EngineExecutor
+
+    return EngineExecutor(settings, retry_config, sleep=sleep, clock=clock, now=now)
 
 
 def _default_adapter_factory() -> AdapterFactory:

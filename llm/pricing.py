@@ -30,13 +30,18 @@ All arithmetic is :class:`~decimal.Decimal`; no float is ever involved.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict
 
 from llm.models import ModelInfo, PriceTier, Pricing
 from llm.types import Cost, Usage
+
+logger = logging.getLogger("llm")
 
 MILLION = Decimal(1_000_000)
 
@@ -255,3 +260,102 @@ def cache_savings(
         writes_1h, hour_rate - tier.input
     )
     return saved - surcharge
+
+
+#: The token columns of every cost table (ledger, batch output, cost tracker), in order.
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+)
+#: The money columns of every cost table, in order (USD, Decimal).
+COST_COLUMNS = (
+    "input_cost",
+    "output_cost",
+    "cache_read_cost",
+    "cache_write_cost",
+    "total_cost",
+    "cache_savings",
+)
+
+
+def usage_columns(usage: Usage) -> dict[str, int]:
+    """The :data:`TOKEN_COLUMNS` of one call."""
+    return {name: getattr(usage, name) for name in TOKEN_COLUMNS}
+
+
+def cost_columns(cost: Cost | None, savings: Decimal | None = None) -> dict[str, Decimal]:
+    """The :data:`COST_COLUMNS` of one call (zeros where it was not priced)."""
+    cost = cost or Cost()
+    return {
+        "input_cost": cost.input_cost,
+        "output_cost": cost.output_cost,
+        "cache_read_cost": cost.cache_read_cost,
+        "cache_write_cost": cost.cache_write_cost,
+        "total_cost": cost.total_cost,
+        "cache_savings": savings if savings is not None else Decimal(0),
+    }
+
+
+class CallPrice(BaseModel):
+    """The price of one answered call, computed once (:func:`price_call`) where the call is
+    metered and carried with the result (``Executed.price``) to the response, the cost
+    tracker, the batch output and the ledger, so none of them prices it again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cost: Cost = Cost()
+    cache_savings: Decimal = Decimal(0)
+    #: The dated price change that priced the call (``None``: the model's base prices).
+    price_effective_from: dt.date | None = None
+    tier: ServiceTier = "standard"
+
+    def columns(self) -> dict[str, Any]:
+        """The price as table columns: :data:`COST_COLUMNS`, ``price_effective_from``, ``tier``."""
+        return {
+            **cost_columns(self.cost, self.cache_savings),
+            "price_effective_from": self.price_effective_from,
+            "tier": self.tier,
+        }
+
+
+def price_call(
+    model: ModelInfo,
+    usage: Usage,
+    *,
+    at: When = None,
+    cache_storage_token_hours: Decimal | int = 0,
+    service_tier: ServiceTier = "standard",
+) -> CallPrice:
+    """The one pricing point of an answered call: cost, cache savings, the dated price in
+    force at ``at`` and the service tier.
+
+    Usage the billing rules reject (an adapter bug) is logged and priced at zero rather than
+    losing an answer that was already paid for; its token counts still reach the ledger.
+    """
+    try:
+        cost = compute_cost(
+            model,
+            usage,
+            at=at,
+            cache_storage_token_hours=cache_storage_token_hours,
+            service_tier=service_tier,
+        )
+        savings = cache_savings(model, usage, at=at, service_tier=service_tier)
+    except ValueError as error:
+        logger.warning(
+            "llm cost not computable model=%s provider=%s error=%s",
+            model.name,
+            model.provider,
+            error,
+        )
+        cost, savings = Cost(), Decimal(0)
+    return CallPrice(
+        cost=cost,
+        cache_savings=savings,
+        price_effective_from=price_effective_from(model, at),
+        tier=service_tier,
+    )

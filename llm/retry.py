@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm.exceptions import (
     CircuitOpenError,
+    LLMError,
     LLMTimeoutError,
     ProviderConnectionError,
     ProviderError,
@@ -52,7 +53,8 @@ T = TypeVar("T")
 OnRetry = Callable[[int, BaseException, float], None]
 """Called before each retry sleep with (failed attempt, its error, the delay to sleep)."""
 
-_RETRYABLE: tuple[type[BaseException], ...] = (
+#: Errors that say nothing about the request itself: worth another attempt.
+RETRYABLE_ERRORS: tuple[type[LLMError], ...] = (
     RateLimitError,
     ProviderOverloadedError,
     ProviderError,
@@ -103,7 +105,7 @@ class RetryPolicy:
 
     def is_retryable(self, error: BaseException) -> bool:
         """True if another attempt may succeed; unknown (non-LLM) errors are not retried."""
-        if not isinstance(error, _RETRYABLE):
+        if not isinstance(error, RETRYABLE_ERRORS):
             return False
         if isinstance(error, RateLimitError) and error.quota_exhausted:
             return False

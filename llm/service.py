@@ -27,37 +27,26 @@ import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any
 
-from pydantic import ValidationError
-
 from llm.config import Settings, load_settings
 from llm.cost import CostTracker, summarize
-from llm.exceptions import ConfigurationError, InvalidRequestError, LLMError, StructuredOutputError
-from llm.executor import ROUTED_BY_TASK, CallContext, Executed, Executor
+from llm.exceptions import ConfigurationError, LLMError, StructuredOutputError
+from llm.executor import CallContext, Executed, Executor, default_executor
 from llm.logging_policy import log_call, log_failure
 from llm.models import ModelInfo
+from llm.prepare import pick_model, prepare_request
 from llm.providers.base import ProviderRequest, ToolSpec
 from llm.recommend import get_best_model_for_task
 from llm.registry import (
     check_not_retired,
     lifecycle_warning,
     list_available_models,
-    resolve_model,
 )
 from llm.retry import RetryConfig
-from llm.service_checks import (
-    ModelLifecycleWarning,
-    check_capabilities,
-    check_credentials,
-    check_options,
-    normalize_messages,
-    preflight_context,
-    resolve_max_tokens,
-)
+from llm.service_checks import ModelLifecycleWarning, check_credentials
 from llm.service_response import call_response, merge_calls
 from llm.streaming import ResponseStream
-from llm.structured import check_schema, parse_structured, reask_message
+from llm.structured import parse_structured, reask_message
 from llm.summary import format_cost_summary
-from llm.tool_specs import check_tool_choice, normalize_tools
 from llm.types import LLMResponse, Message, MessageRole
 
 __all__ = ["LLMService", "ModelLifecycleWarning", "ResponseStream"]
@@ -132,41 +121,29 @@ class LLMService:
         return self._executor
 
     def _make_executor(self) -> Executor:
-        if self.runtime == "ray":
-            try:
-                from runtime.executor import RayExecutor
-            except ImportError:
-                raise ConfigurationError(
-                    "runtime='ray' needs runtime.executor.RayExecutor, which is not available"
-                ) from None
-            return RayExecutor(self.settings, self.retry_config)
-        from runtime.local import EngineExecutor  # the in-process runtime: same policies as Ray
-
-        return EngineExecutor(
-            self.settings, self.retry_config, sleep=self._sleep, clock=self._clock
+        return default_executor(
+            self.runtime,
+            self.settings,
+            self.retry_config,
+            sleep=self._sleep,
+            clock=self._clock,
+            now=self._now,
         )
 
     # ------------------------------------------------------------------ preparation
 
     def _pick_model(self, model: str | None, task: str | None, budget: str | None) -> ModelInfo:
-        if model is None and task is not None:
-            try:
-                model = get_best_model_for_task(task, budget or "medium", today=self._today)
-            except ValueError as error:
-                raise InvalidRequestError(str(error)) from None
-        elif budget is not None and task is None:
-            raise InvalidRequestError("budget is used only together with task")
-        if model is not None and not isinstance(model, str):
-            raise InvalidRequestError("model must be a model name")
-        return resolve_model(model or self.settings.default_model)
+        return pick_model(
+            model, task, budget, default_model=self.settings.default_model, today=self._today
+        )
 
-    def _warn_lifecycle(self, model: ModelInfo) -> None:
+    def _warn_lifecycle(self, model: ModelInfo, *, stacklevel: int = 4) -> None:
         if model.name in self._warned:
             return
         self._warned.add(model.name)
         text = lifecycle_warning(model, today=self._today)
         if text:
-            warnings.warn(text, ModelLifecycleWarning, stacklevel=4)
+            warnings.warn(text, ModelLifecycleWarning, stacklevel=stacklevel)
 
     def _prepare(
         self,
@@ -187,36 +164,58 @@ class LLMService:
     ) -> ProviderRequest:
         info = self._pick_model(model, task, budget)
         check_not_retired(info, today=self._today)  # the provider would answer 404
-        self._warn_lifecycle(info)
-        checked = normalize_messages(messages)
-        specs = normalize_tools(tools)
-        schema = structured_output_schema
-        check_capabilities(info, checked, has_tools=bool(specs), reasoning_effort=reasoning_effort)
-        check_options(temperature=temperature, timeout=timeout, cache_ttl=cache_ttl)
+        self._warn_lifecycle(info)  # stacklevel: the caller of generate
         caching = self.settings.enable_caching if enable_caching is None else bool(enable_caching)
-        try:
-            request = ProviderRequest(
-                model=info,
-                messages=checked,
-                max_tokens=resolve_max_tokens(info, max_tokens),
-                temperature=temperature,
-                enable_caching=caching,
-                cache_ttl=cache_ttl,
-                structured_output_schema=check_schema(schema) if schema is not None else None,
-                tools=specs,
-                tool_choice=check_tool_choice(tool_choice, specs),
-                reasoning_effort=reasoning_effort,
-                timeout=timeout,
-            )
-        except ValidationError as error:
-            fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
-            raise InvalidRequestError(f"invalid option(s): {', '.join(fields)}") from None
-        preflight_context(request)
-        if not self._custom_executor:
-            check_credentials(self.settings, info.provider)
+        request = prepare_request(
+            info,
+            messages,
+            enable_caching=caching,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            structured_output_schema=structured_output_schema,
+            tools=tools,
+            tool_choice=tool_choice,
+            reasoning_effort=reasoning_effort,
+            timeout=timeout,
+            cache_ttl=cache_ttl,
+        )
+        self._admit_key(info)
         return request
 
+    def _admit_key(self, info: ModelInfo) -> None:
+        if not self._custom_executor:
+            check_credentials(self.settings, info.provider)
+
     # ------------------------------------------------------------------ calls
+
+    async def send(
+        self,
+        request: ProviderRequest,
+        *,
+        request_id: str | None = None,
+        job_id: str | None = None,
+        row_id: str | None = None,
+        routed_by_task: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> LLMResponse:
+        """Send a request already prepared by :func:`llm.prepare.prepare_request` (a batch
+        row's, prepared once), as :meth:`generate` would send it: the same admission checks
+        (retired model, lifecycle warning, key), retries, re-asks, pricing and tracking.
+
+        ``job_id``/``row_id`` tag the call for the ledger; ``routed_by_task`` says the model
+        was picked by task/budget, so the runtime may fall back to another provider's.
+        """
+        check_not_retired(request.model, today=self._today)
+        self._warn_lifecycle(request.model, stacklevel=3)  # the caller of send
+        self._admit_key(request.model)
+        ctx = CallContext(
+            request_id=request_id or uuid.uuid4().hex,
+            job_id=job_id,
+            row_id=row_id,
+            routed_by_task=routed_by_task,
+            metadata=dict(metadata or {}),
+        )
+        return await self._send(request, ctx)
 
     async def generate(
         self,
@@ -256,27 +255,30 @@ class LLMService:
             budget=budget,
         )
         request = self._prepare(model, messages, **options)
-        call_id = request_id or uuid.uuid4().hex
-        meta = dict(metadata or {})
+        ctx = _context(
+            request_id or uuid.uuid4().hex,
+            dict(metadata or {}),
+            routed=model is None and task is not None,
+        )
+        return await self._send(request, ctx)
+
+    async def _send(self, request: ProviderRequest, ctx: CallContext) -> LLMResponse:
         try:
-            response = await self._run(
-                request, call_id, meta, routed=model is None and task is not None
-            )
+            response = await self._run(request, ctx)
         except LLMError as error:
-            log_failure(request.model.name, request.model.provider, error, call_id=call_id)
+            log_failure(request.model.name, request.model.provider, error, call_id=ctx.request_id)
             raise
-        log_call(self.settings, response, request.messages, call_id=call_id)
+        log_call(self.settings, response, request.messages, call_id=ctx.request_id)
         return response
 
-    async def _run(
-        self, request: ProviderRequest, call_id: str, meta: dict[str, Any], *, routed: bool = False
-    ) -> LLMResponse:
+    async def _run(self, request: ProviderRequest, first: CallContext) -> LLMResponse:
         started = self._clock()
         schema = request.structured_output_schema
+        call_id, meta = first.request_id, first.metadata
         calls: list[LLMResponse] = []
         for round_index in range(self.structured_output_retries + 1):
             this_id = call_id if round_index == 0 else f"{call_id}-{round_index + 1}"
-            ctx = _context(this_id, meta, routed=routed)
+            ctx = first.model_copy(update={"request_id": this_id})
             round_start = self._clock()
             executed = await self.executor.execute(request, ctx)
             call = call_response(
@@ -428,14 +430,18 @@ def _structured_error(
 
 
 def _context(request_id: str, metadata: dict[str, Any], *, routed: bool = False) -> CallContext:
-    """The call's context; ``job_id`` / ``row_id`` in the metadata tag it for the ledger.
+    """The context of a :meth:`LLMService.generate` call. ``routed`` marks a model picked by
+    task/budget, which the runtime may fall back from.
 
-    ``routed`` marks a model picked by task/budget, which the runtime may fall back from.
+    A direct caller may still tag a call for the ledger with ``metadata={"job_id", "row_id"}``
+    (documented in the README); they become the context's typed fields here, once. The batch
+    job passes them typed, through :meth:`LLMService.send`.
     """
     job_id, row_id = metadata.get("job_id"), metadata.get("row_id")
     return CallContext(
         request_id=request_id,
         job_id=str(job_id) if job_id is not None else None,
         row_id=str(row_id) if row_id is not None else None,
-        metadata={**metadata, ROUTED_BY_TASK: True} if routed else metadata,
+        routed_by_task=routed,
+        metadata=metadata,
     )

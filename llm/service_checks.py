@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from llm.config import Settings
+from llm.config import API_KEY_ENV, Settings, key_hint
 from llm.exceptions import ConfigurationError, ContextLengthError, InvalidRequestError
 from llm.models import ModelInfo
 from llm.providers.base import ProviderRequest, ReasoningEffort
@@ -25,12 +25,6 @@ CACHE_TTLS = ("5m", "1h")
 PREFLIGHT_MARGIN = 1.05
 #: Default answer budget when the caller gives none.
 DEFAULT_MAX_TOKENS = 4096
-
-_KEY_VARS = {
-    "anthropic": "ANTHROPIC_API_KEY",
-    "openai": "OPENAI_API_KEY",
-    "google": "GOOGLE_API_KEY (or GEMINI_API_KEY)",
-}
 
 
 class ModelLifecycleWarning(UserWarning):
@@ -166,9 +160,9 @@ def check_credentials(settings: Settings, provider: str) -> None:
     """Raise a ConfigurationError that says how to fix a missing key."""
     if settings.api_key(provider) or settings.base_url(provider):
         return
-    all_vars = ", ".join(_KEY_VARS.values())
+    all_vars = ", ".join(name for names in API_KEY_ENV.values() for name in names)
     raise ConfigurationError(
-        f"no API key for {provider}: set {_KEY_VARS[provider]} (keys are read from "
+        f"no API key for {provider}: set {key_hint(provider)} (keys are read from "
         f"{all_vars} or a .env file), or set LLM_OFFLINE=1 to use the built-in emulator",
         provider=provider,
     )

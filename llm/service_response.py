@@ -1,10 +1,12 @@
 """Turning executor results into :class:`~llm.types.LLMResponse` values, with their cost.
 
-One provider call becomes one response (cost from :func:`llm.pricing.compute_cost` at the
-rates in force when the call was made; a dated price is named in
-``metadata["price_effective_from"]``); the
-calls of one ``generate`` (a structured-output re-ask makes several) merge into one final
-response whose usage, cost and attempts are the sums over the calls.
+One provider call becomes one response. Its cost is the call's :class:`~llm.pricing.CallPrice`,
+computed once where the call was metered (``Executed.price``: the runtime engine prices at
+the time it books in the ledger) or, for an executor that does not meter, here by the same
+:func:`llm.pricing.price_call` at the rates in force when the call was made. A dated price is
+named in ``metadata["price_effective_from"]``, a non-standard tier in ``metadata["tier"]``.
+The calls of one ``generate`` (a structured-output re-ask makes several) merge into one
+final response whose usage, cost, cache savings and attempts are the sums over the calls.
 """
 
 from __future__ import annotations
@@ -14,18 +16,25 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from llm.executor import Executed
+from llm.executor import Executed, price_executed
 from llm.models import ModelInfo
-from llm.pricing import ServiceTier, compute_cost, price_effective_from
+from llm.pricing import CallPrice, ServiceTier
 from llm.types import Cost, LLMResponse
 
-#: Key of ``ProviderResult.provider_details`` holding Gemini explicit-cache storage.
-STORAGE_KEY = "cache_storage_token_hours"
 
-
-def _storage_token_hours(details: dict[str, Any]) -> Decimal:
-    value = details.get(STORAGE_KEY) or 0
-    return Decimal(str(value))
+def priced(
+    model: ModelInfo,
+    executed: Executed,
+    *,
+    at: dt.datetime | None = None,
+    service_tier: ServiceTier = "standard",
+) -> CallPrice:
+    """The price the executor metered, else the result priced at ``at`` (``None``: now)."""
+    if executed.price is not None:
+        return executed.price
+    return price_executed(
+        model, executed, at=at or dt.datetime.now(dt.UTC), service_tier=service_tier
+    )
 
 
 def call_response(
@@ -38,29 +47,22 @@ def call_response(
     at: dt.datetime | None = None,
     service_tier: ServiceTier = "standard",
 ) -> LLMResponse:
-    """The response of one provider call made at ``at`` (``None``: now), priced at
-    ``service_tier`` (``batch``: answered through a provider batch API, named in
-    ``metadata["tier"]``)."""
+    """The response of one provider call, at its metered price (see :func:`priced`: ``at`` and
+    ``service_tier`` apply only to a result no executor priced; ``batch``: answered through a
+    provider batch API, named in ``metadata["tier"]``)."""
     result = executed.result
-    when = at or dt.datetime.now(dt.UTC)
-    cost = compute_cost(
-        model,
-        result.usage,
-        at=when,
-        cache_storage_token_hours=_storage_token_hours(result.provider_details),
-        service_tier=service_tier,
-    )
-    effective = price_effective_from(model, when)
-    if effective is not None:
-        metadata = {**metadata, "price_effective_from": effective.isoformat()}
-    if service_tier != "standard":
-        metadata = {**metadata, "tier": service_tier}
+    price = priced(model, executed, at=at, service_tier=service_tier)
+    if price.price_effective_from is not None:
+        metadata = {**metadata, "price_effective_from": price.price_effective_from.isoformat()}
+    if price.tier != "standard":
+        metadata = {**metadata, "tier": price.tier}
     return LLMResponse(
         text=result.text,
         model=model.name,
         provider=model.provider,
         usage=result.usage,
-        cost=cost,
+        cost=price.cost,
+        cache_savings=price.cache_savings,
         tool_calls=[
             {"id": call.id, "name": call.name, "arguments": dict(call.arguments)}
             for call in result.tool_calls
@@ -91,10 +93,12 @@ def merge_calls(
     last = calls[-1]
     usage = sum((call.usage for call in calls[1:]), calls[0].usage)
     cost = sum((call.cost or Cost() for call in calls[1:]), calls[0].cost or Cost())
+    savings = sum((call.cache_savings or Decimal(0) for call in calls), Decimal(0))
     return last.model_copy(
         update={
             "usage": usage,
             "cost": cost,
+            "cache_savings": savings,
             "attempts": sum(call.attempts for call in calls),
             "structured_output": structured_output,
             "latency_s": latency_s,

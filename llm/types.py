@@ -181,6 +181,9 @@ class LLMResponse(_Frozen):
     provider: str
     usage: Usage = Field(default_factory=Usage)
     cost: Cost | None = None
+    #: What prompt caching saved on the call(s), in USD (negative when write surcharges
+    #: dominate), priced with ``cost``; ``None`` when the response was not priced.
+    cache_savings: Decimal | None = None
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
     structured_output: Any = None
     finish_reason: FinishReason = "stop"

@@ -1,1 +1,1 @@
-"""Ray runtime: limiter, cache gate, routing policy, ledger writer, and the Runtime that starts or joins Ray."""
+"""The policy layer, free of Ray: limiter, cache gate, breaker, engine, metering, the ledger (record, sink, journal, store, index, view), routing policy and keys. Imports only ``llm``."""

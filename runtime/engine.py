@@ -15,9 +15,10 @@
    and the call's duration to the in-flight controller. A 429 also pauses the limiter
    (``penalize``) for the server's ``retry_after`` and may cut its pace or the in-flight
    window.
-3. **Metering.** The answer is priced (:mod:`runtime.metering`) and its ledger row is awaited
-   *before* the result is returned (durable before ack). Rows of batch calls carry the
-   result, which the ledger journals for step 1.
+3. **Metering.** The answer is priced once (:mod:`runtime.metering`; the price travels on
+   the returned ``Executed.price``) and its ledger row is awaited *before* the result is
+   returned (durable before ack). Rows of batch calls carry the result, which the ledger
+   journals for step 1.
 
 Rate-limit headers. Every account has a limiter, configured or not: the adapter's HTTP
 client carries a hook (:mod:`runtime.rate_headers`) that hands each answer's rate-limit
@@ -55,6 +56,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -151,11 +153,16 @@ class _Attempt:
                 self.ticket.started()
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class ProviderEngine:
     """Breaker, cache gate, limiter, retries, metering and ledger around one adapter.
 
     See the module docstring. ``clock`` is injected into every policy, ``sleep`` into the
     retry policy and the limiter, ``rand`` into the retry jitter, so tests run on fake time;
+    ``now`` (the wall clock) dates each ledger row and picks the price in force;
     ``breaker`` and ``gate`` may be given to tune them.
     The engine owns its adapter (given or created) and closes it in :meth:`aclose`.
     ``limits`` None means none configured: they are learned from the answers.
@@ -176,6 +183,7 @@ class ProviderEngine:
         rand: Callable[[], float] = random.random,
         breaker: CircuitBreaker | None = None,
         gate: CacheGate | None = None,
+        now: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.provider = provider
         self.account = account
@@ -199,6 +207,7 @@ class ProviderEngine:
         self._adapter = adapter
         self._hooked = adapter is not None and attach(adapter, provider, self._observe)
         self._clock = clock
+        self._now = now
         self._counters = _Counters()
         self.in_flight = 0
         self.telemetry = EngineTelemetry(provider, account, settings)
@@ -231,8 +240,7 @@ class ProviderEngine:
                 lambda _attempt: self._attempt(request), on_retry=self._on_retry(request, ctx)
             )
             executed = Executed(result=result, attempts=attempts)
-            await self._commit(request, ctx, executed, start, streamed=False)
-            return executed
+            return await self._commit(request, ctx, executed, start, streamed=False)
         except Exception as error:
             self._counters.failures += 1
             self.telemetry.failed(request, ctx, error, self._clock() - start)
@@ -268,8 +276,7 @@ class ProviderEngine:
                         yield item
             if executed is None:  # _stream_with_retries ends with one or raises
                 raise self._no_final_result(request)
-            await self._commit(request, ctx, executed, start, streamed=True)
-            yield executed
+            yield await self._commit(request, ctx, executed, start, streamed=True)
         except Exception as error:
             self._counters.failures += 1
             self.telemetry.failed(request, ctx, error, self._clock() - start)
@@ -326,9 +333,17 @@ class ProviderEngine:
         start: float,
         *,
         streamed: bool,
-    ) -> None:
-        """Write the ledger row (awaited: durable before the caller sees the result)."""
-        record = meter(request, ctx, executed, latency_s=self._clock() - start, streamed=streamed)
+    ) -> Executed:
+        """Price the call once and write its ledger row (awaited: durable before the caller
+        sees the result); the result returned carries the price (``Executed.price``)."""
+        executed, record = meter(
+            request,
+            ctx,
+            executed,
+            latency_s=self._clock() - start,
+            streamed=streamed,
+            ts=self._now(),
+        )
         if self.ledger is not None:
             try:
                 await self.ledger.record(record, executed if ctx.job_id else None)
@@ -343,6 +358,7 @@ class ProviderEngine:
                 ) from error
         self._counters.successes += 1
         self.telemetry.finished(request, ctx, executed, record)
+        return executed
 
     # --- one attempt --------------------------------------------------------------------
 

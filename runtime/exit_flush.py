@@ -4,7 +4,7 @@ Rows are acknowledged once journaled; the LedgerActor copies them to Parquet in 
 second later. A program that ends without ``aclose()`` / ``Runtime.shutdown()`` (as most
 scripts do) would take an embedded Ray, and the LedgerActor with it, down before that copy:
 the journal keeps the rows, but Parquet (what DuckDB reads) stays short until some later
-start heals it. So every started :class:`~runtime.runtime.Runtime` is remembered here, and
+start heals it. So every started :class:`~actors.runtime.Runtime` is remembered here, and
 one ``atexit`` hook asks each one's LedgerActor to ``flush()`` (journal → Parquet, awaited)
 before the interpreter exits. With Ray embedded in the program (its actors end with it), the
 hook first waits, up to ``EXIT_DRAIN_S``, for calls still in flight in the provider actors

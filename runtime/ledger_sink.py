@@ -2,7 +2,7 @@
 
 The :class:`~runtime.engine.ProviderEngine` awaits :meth:`LedgerSink.record` before it
 returns a result, so a sink must not return until the row is durable (a provider actor's
-:class:`~actors.provider_actor.JournalLedgerSink` returns once the row's line in its journal
+:class:`~runtime.journal_sink.JournalLedgerSink` returns once the row's line in its journal
 segment is fsynced; see :mod:`runtime.journal_log`). For calls of a batch job the engine also passes the
 :class:`~llm.executor.Executed` result, which the sink journals so that a rerun of the same
 ``request_id`` is answered by :meth:`LedgerSink.lookup` instead of a second, billed call.
@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from llm.executor import Executed
-from runtime.ledger_store import LedgerRecord
+from runtime.ledger_record import LedgerRecord
 
 
 @runtime_checkable

@@ -17,8 +17,10 @@ ts                       timestamp[us, UTC]      when the request finished
 provider                 string                  ``anthropic`` / ``openai`` / ``google``
 model                    string                  the canonical model name asked for
 api_model                string, nullable        the model id the provider answered with
-status                   string                  ``ok``, or the error type name on failure
-error_type               string, nullable        the error type name (null when ok)
+status                   string                  ``ok`` (only answered, billed calls are written:
+                                                 :mod:`runtime.engine`; files from before that
+                                                 rule may hold the error type name here)
+error_type               string, nullable        null (an error type name in such old files)
 input_tokens             int64                   all prompt tokens, cache reads/writes included
 output_tokens            int64                   all generated tokens, reasoning included
 cached_tokens            int64                   prompt tokens read from the cache
@@ -47,35 +49,40 @@ The ledger never holds prompt or response text, nor any key.
 
 Durability. :meth:`LedgerWriter.flush` writes a temporary file in the same directory,
 fsyncs it, renames it into place with ``os.replace`` and fsyncs the directory, so a part file
-is either complete or absent. A record counts as acknowledged only once a flush has made it
-durable; ``append(..., durable=True)`` flushes before returning. On start, the writer reads
+is either complete or absent. A call's row is acknowledged to its caller earlier, once its
+line in the ledger's journal is fsynced (:mod:`runtime.journal_log`); the LedgerActor turns
+journaled rows into part files with this writer. ``append(..., durable=True)`` flushes before
+returning (the provider-batch job writes its rows this way). On start, the writer reads
 the ``request_id`` column of every part file, so a record appended again after a restart is
 dropped rather than written twice (unless ``track_durable=False``: the LedgerActor dedups
 against its on-disk index instead, :mod:`runtime.ledger_index`, and keeps no id set in
-memory). One writer per directory (the LedgerActor).
+memory). One writer per directory at a time.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator
-from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llm.types import LLMResponse
-from runtime.parquet_files import TEMP_PREFIX, new_part_path, write_parquet_atomically
+from llm.pricing import TOKEN_COLUMNS
+from runtime.ledger_record import LedgerRecord
+from runtime.parquet_files import (
+    TEMP_PREFIX,
+    cost_fields,
+    new_part_path,
+    token_fields,
+    write_parquet_atomically,
+)
 
-COST = pa.decimal128(20, 10)
-_QUANTUM = Decimal("1e-10")
 _ZERO = Decimal(0)
 _PART_GLOB = "part-*.parquet"
 _TMP_PREFIX = TEMP_PREFIX
@@ -93,29 +100,8 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("api_model", pa.string()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error_type", pa.string()),
-        *(
-            pa.field(name, pa.int64(), nullable=False)
-            for name in (
-                "input_tokens",
-                "output_tokens",
-                "cached_tokens",
-                "cache_write_tokens",
-                "cache_write_1h_tokens",
-                "reasoning_tokens",
-                "total_tokens",
-            )
-        ),
-        *(
-            pa.field(name, COST, nullable=False)
-            for name in (
-                "input_cost",
-                "output_cost",
-                "cache_read_cost",
-                "cache_write_cost",
-                "total_cost",
-                "cache_savings",
-            )
-        ),
+        *token_fields((*TOKEN_COLUMNS, "total_tokens")),
+        *cost_fields(),
         pa.field("latency_s", pa.float64(), nullable=False),
         pa.field("attempts", pa.int32(), nullable=False),
         pa.field("streamed", pa.bool_(), nullable=False),
@@ -123,150 +109,6 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("tier", pa.string()),
     ]
 )
-
-_COST_FIELDS = ("input_cost", "output_cost", "cache_read_cost", "cache_write_cost")
-
-
-class LedgerRecord(BaseModel):
-    """One ledger row; see the module docstring for each field."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    request_id: str = Field(min_length=1)
-    job_id: str
-    row_id: str | None = None
-    ts: datetime
-    provider: str
-    model: str
-    api_model: str | None = None
-    status: str = "ok"
-    error_type: str | None = None
-    input_tokens: int = Field(0, ge=0)
-    output_tokens: int = Field(0, ge=0)
-    cached_tokens: int = Field(0, ge=0)
-    cache_write_tokens: int = Field(0, ge=0)
-    cache_write_1h_tokens: int = Field(0, ge=0)
-    reasoning_tokens: int = Field(0, ge=0)
-    total_tokens: int = Field(0, ge=0)
-    input_cost: Decimal = _ZERO
-    output_cost: Decimal = _ZERO
-    cache_read_cost: Decimal = _ZERO
-    cache_write_cost: Decimal = _ZERO
-    total_cost: Decimal = _ZERO
-    cache_savings: Decimal = _ZERO
-    latency_s: float = 0.0
-    attempts: int = Field(1, ge=0)
-    streamed: bool = False
-    price_effective_from: date | None = None
-    tier: Literal["standard", "batch"] = "standard"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_totals(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = dict(data)
-            if data.get("total_tokens") is None:
-                data["total_tokens"] = data.get("input_tokens", 0) + data.get("output_tokens", 0)
-            if data.get("total_cost") is None:
-                data["total_cost"] = sum((Decimal(data.get(f, 0)) for f in _COST_FIELDS), _ZERO)
-        return data
-
-    @field_validator("tier", mode="before")
-    @classmethod
-    def _standard_by_default(cls, value: Any) -> Any:
-        return "standard" if value is None else value
-
-    @field_validator("row_id", mode="before")
-    @classmethod
-    def _row_id_text(cls, value: Any) -> Any:
-        return None if value is None else str(value)
-
-    @field_validator("ts")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-    @field_validator(*_COST_FIELDS, "total_cost", "cache_savings")
-    @classmethod
-    def _ten_places(cls, value: Decimal) -> Decimal:
-        return value.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
-
-    @classmethod
-    def from_response(
-        cls,
-        response: LLMResponse,
-        *,
-        job_id: str,
-        row_id: str | None = None,
-        request_id: str | None = None,
-        ts: datetime | None = None,
-        api_model: str | None = None,
-        cache_savings: Decimal = _ZERO,
-        streamed: bool = False,
-    ) -> LedgerRecord:
-        """A successful request's row. ``request_id`` defaults to the response's, else a uuid.
-
-        Pass the runtime's own id for ``request_id`` so that re-sent appends deduplicate.
-        """
-        usage, cost = response.usage, response.cost
-        costs = {name: getattr(cost, name) if cost else _ZERO for name in _COST_FIELDS}
-        return cls(
-            request_id=request_id or response.request_id or uuid.uuid4().hex,
-            job_id=job_id,
-            row_id=row_id,
-            ts=ts or datetime.now(UTC),
-            provider=response.provider,
-            model=response.model,
-            api_model=api_model or response.metadata.get("api_model"),
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_tokens=usage.cached_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            cache_write_1h_tokens=usage.cache_write_1h_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cache_savings=cache_savings,
-            latency_s=response.latency_s,
-            attempts=response.attempts,
-            streamed=streamed,
-            price_effective_from=response.metadata.get("price_effective_from"),
-            tier=response.metadata.get("tier", "standard"),
-            **costs,
-        )
-
-    @classmethod
-    def from_error(
-        cls,
-        error: BaseException,
-        *,
-        job_id: str,
-        request_id: str,
-        provider: str,
-        model: str,
-        row_id: str | None = None,
-        ts: datetime | None = None,
-        latency_s: float = 0.0,
-        attempts: int | None = None,
-        streamed: bool = False,
-    ) -> LedgerRecord:
-        """A failed request's row: zero tokens and cost, status = the error type name."""
-        name = type(error).__name__
-        return cls(
-            request_id=request_id,
-            job_id=job_id,
-            row_id=row_id,
-            ts=ts or datetime.now(UTC),
-            provider=provider,
-            model=model,
-            status=name,
-            error_type=name,
-            latency_s=latency_s,
-            attempts=attempts if attempts is not None else (getattr(error, "attempts", None) or 1),
-            streamed=streamed,
-        )
-
-    def to_row(self) -> dict[str, Any]:
-        """The record as a dict keyed by ledger column."""
-        return self.model_dump()
 
 
 class LedgerWriter:

@@ -1,9 +1,13 @@
 """The in-process runtime: an :class:`~llm.executor.Executor` over one ProviderEngine per provider.
 
 :class:`EngineExecutor` gives a single process the same policies as the Ray runtime (circuit
-breaker, prompt-cache gate, rate limiter, retries, metering, ledger) without Ray: each provider
-gets one :class:`~runtime.engine.ProviderEngine`, created on first use, so a call returns the
-same :class:`~llm.executor.Executed` either way.
+breaker, prompt-cache gate, rate limiter, retries, metering) without Ray: each provider gets
+one :class:`~runtime.engine.ProviderEngine`, created on first use, so a call returns the same
+:class:`~llm.executor.Executed` (priced: ``Executed.price``) either way. It writes no ledger
+unless given a ``ledger`` sink: :class:`~llm.service.LLMService` passes none (local runs are
+tracked by its :class:`~llm.cost.CostTracker`); tests and embedders may pass one (e.g.
+:class:`~runtime.ledger_sink.MemoryLedger`), which then also answers reruns of a batch job's
+calls from its journal.
 
 Limits. ``limits`` maps provider → :class:`~runtime.limiter.AccountLimits` (a provider left
 out runs without client-side limits). Without it, limits come from
@@ -21,6 +25,7 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from llm.config import Settings
@@ -50,6 +55,7 @@ class EngineExecutor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.retry_config = retry_config
@@ -60,6 +66,7 @@ class EngineExecutor:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
+        self._now = now
         self._engines: dict[str, ProviderEngine] = {}
 
     def engine(self, provider: str) -> ProviderEngine:
@@ -115,6 +122,7 @@ class EngineExecutor:
             clock=self._clock,
             sleep=self._sleep,
             rand=self._rand,
+            **({"now": self._now} if self._now is not None else {}),
         )
 
     def _account_setup(self, provider: str) -> tuple[Settings, str, AccountLimits | None]:

@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from llm.pricing import COST_COLUMNS
+
 #: Temporary files start with this (hidden from pyarrow datasets and from part globs).
 TEMP_PREFIX = ".tmp-"
+#: Money in every Parquet table (ledger, batch output): exact, ten decimal places.
+COST_TYPE = pa.decimal128(20, 10)
+
+
+def cost_fields() -> list[pa.Field]:
+    """The money columns (:data:`llm.pricing.COST_COLUMNS`) of a Parquet cost table."""
+    return [pa.field(name, COST_TYPE, nullable=False) for name in COST_COLUMNS]
+
+
+def token_fields(names: Iterable[str]) -> list[pa.Field]:
+    """Token-count columns ``names`` (from :data:`llm.pricing.TOKEN_COLUMNS`, ``total_tokens``)."""
+    return [pa.field(name, pa.int64(), nullable=False) for name in names]
 
 
 def new_part_path(directory: Path) -> Path:

@@ -1,7 +1,7 @@
 """Routing policy, free of Ray: route tables, the choice among actors, fallback chains.
 
 The :class:`~actors.router_actor.RouterActor` polls every provider actor's stats and builds a
-:class:`RouteTable`; drivers (:class:`~runtime.executor.RayExecutor`) cache that table and
+:class:`RouteTable`; drivers (:class:`~actors.executor.RayExecutor`) cache that table and
 pick an actor per request with :class:`ActorChooser`, so the router is not a hop per request.
 
 Choice among the actors of one provider (one actor per account):
@@ -30,7 +30,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm.exceptions import ConfigurationError, ModelNotFoundError
-from llm.executor import ROUTED_BY_TASK as _ROUTED_BY_TASK
 from llm.models import ModelInfo
 from llm.providers.base import ProviderRequest
 from llm.recommend import fallback_models
@@ -40,8 +39,6 @@ from llm.registry import get_model_info, resolve_model
 HEADROOM_TOLERANCE = 0.1
 #: How many derived fallbacks a task-routed request may try.
 DERIVED_FALLBACKS = 2
-#: ``CallContext.metadata`` key a caller sets (to True) when the model came from task/budget.
-ROUTED_BY_TASK = _ROUTED_BY_TASK  # re-exported from llm.executor
 
 
 class ActorRoute(BaseModel):

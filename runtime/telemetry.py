@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from llm.config import Settings
 from llm.executor import CallContext, Executed
 from llm.providers.base import ProviderRequest
-from runtime.ledger_store import LedgerRecord
+from runtime.ledger_record import LedgerRecord
 from runtime.metrics import Metrics, get_metrics
 from runtime.tracing import CallSpan, server_of, start_call_span
 

@@ -26,7 +26,7 @@ the call to its end, covering every attempt:
 
 Across Ray. The span is made where the call runs: in process, a child of the caller's current
 span; in a provider actor, a child of the driver's span that was current when the call was
-sent, because :class:`~runtime.executor.RayExecutor` puts the W3C trace context into
+sent, because :class:`~actors.executor.RayExecutor` puts the W3C trace context into
 ``CallContext.metadata["otel"]`` (:func:`with_trace_context`) and the actor resumes it. The
 actors' worker processes record spans only if an SDK is set up there too (for example by a
 ``worker_process_setup_hook`` in the job's runtime environment).

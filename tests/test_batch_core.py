@@ -273,3 +273,33 @@ def test_summary_text_lists_failures_costs_and_savings():
     assert "RateLimitError: 1" in text and "InvalidRequestError: 1" in text
     assert "Cost: $1.5000" in text and "Cache savings: $0.7500" in text
     assert "Budget of $2 reached: 4 rows not started" in text
+
+
+def test_a_row_is_prepared_once_and_the_scheduler_uses_the_cache_gates_key(monkeypatch):
+    import llm.prepare
+    from runtime import cache_keys
+
+    row = parse_row(cached("a", LONG_SYSTEM_A), 1)
+    prepared = []
+    real = llm.prepare.prepare_request
+
+    def counting(*args, **kwargs):
+        prepared.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("jobs.batch_input.prepare_request", counting)
+    key = prefix_key(row)
+    request = row.request()
+    assert row.request() is request and len(prepared) == 1  # parsed once, then kept
+    assert key == cache_keys.prefix_key(request) and cache_keys.is_gated(request)
+    bad = parse_row({"id": "b", "model": "no-such-model", "prompt": "x"}, 2)
+    assert prefix_key(bad) is None
+
+
+def test_the_budget_guard_raises_budget_exceeded_at_the_cap():
+    from llm.exceptions import BudgetExceededError
+
+    budget = BudgetGuard(Decimal(2), estimate=lambda row: Decimal(1), spent_before=Decimal("1.5"))
+    with pytest.raises(BudgetExceededError) as caught:
+        budget.admit(parse_row(cached("a", "s"), 1))
+    assert caught.value.budget_usd == 2.0 and caught.value.spent_usd == 1.5

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from jobs.batch_input import InvalidRow, RowRequest, count_rows, parse_row, read_rows
 from llm.exceptions import InvalidRequestError
+from llm.recommend import get_best_model_for_task
 
 SECRET_PROMPT = "my secret prompt text 4242"
 
@@ -51,7 +52,7 @@ def test_prompt_shorthand_with_system_builds_messages():
     ]
 
 
-def test_options_and_routing_reach_generate_kwargs():
+def test_options_and_routing_reach_the_prepared_request():
     raw = {
         "id": 7,
         "task": "summarization",
@@ -65,11 +66,12 @@ def test_options_and_routing_reach_generate_kwargs():
     row = parse_row(raw, 3)
     assert isinstance(row, RowRequest)
     assert row.row_id == "7"
-    kwargs = row.generate_kwargs()
-    assert kwargs["task"] == "summarization" and kwargs["budget"] == "low"
-    assert kwargs["model"] is None
-    assert kwargs["max_tokens"] == 50 and kwargs["enable_caching"] is True
-    assert "metadata" not in kwargs  # the job sets metadata itself
+    assert (row.model, row.task, row.budget) == (None, "summarization", "low")
+    request = row.request(default_model="gpt-4.1")
+    assert request.model.name == get_best_model_for_task("summarization", "low")
+    assert request.max_tokens == 50 and request.temperature == 0.5
+    assert request.enable_caching is True  # the row's own, over the job's default
+    assert row.request(default_model="gpt-4.1") is request  # prepared once
 
 
 def test_unknown_field_is_an_error_row_that_keeps_the_id():

@@ -29,6 +29,7 @@ def response(text="answer", **extra):
         provider="openai",
         usage=Usage(input_tokens=100, output_tokens=20, cached_tokens=40),
         cost=Cost(input_cost=Decimal("0.00012"), output_cost=Decimal("0.00016")),
+        cache_savings=Decimal("0.00003"),
         attempts=2,
         **extra,
     )
@@ -40,7 +41,6 @@ def ok(row_id, **extra):
         job_id="job",
         request_id=f"r-{row_id}",
         response=response(**extra),
-        savings=Decimal("0.00003"),
         latency_s=1.5,
     )
 

@@ -26,7 +26,7 @@ def _row(ts: dt.datetime, request_id: str) -> LedgerRecord:
     )
     executed = Executed(result=ProviderResult(text="ok", usage=USAGE))
     ctx = CallContext(request_id=request_id, job_id="job")
-    return meter(request, ctx, executed, latency_s=0.1, streamed=False, ts=ts)
+    return meter(request, ctx, executed, latency_s=0.1, streamed=False, ts=ts)[1]
 
 
 def test_a_call_is_billed_at_the_price_in_force_when_made_and_the_row_says_which():

@@ -485,3 +485,54 @@ async def test_engine_executor_explicit_limits_and_shared_ledger():
     assert executor.engine("openai").limiter.known_limits() == {}  # none configured or learned
     assert [r.provider for r in ledger.records] == ["anthropic", "openai"]
     assert set(executor.stats()) == {"anthropic", "openai"}
+
+
+# --- price once -------------------------------------------------------------------------
+
+
+async def test_a_call_is_priced_once_and_the_price_travels_to_response_tracker_and_ledger(
+    monkeypatch,
+):
+    import datetime as dt
+
+    import llm.pricing
+    from llm.service import LLMService
+
+    calls: list[str] = []
+    real = llm.pricing.price_call
+
+    def counting(model, usage, **kwargs):
+        calls.append(model.name)
+        return real(model, usage, **kwargs)
+
+    import llm.executor
+
+    monkeypatch.setattr(llm.executor, "price_call", counting)  # the one pricing point
+    time, ledger = FakeTime(), MemoryLedger()
+    when = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+    executor = EngineExecutor(
+        Settings(),
+        RetryConfig(max_retries=0),
+        limits={},
+        ledger=ledger,
+        adapter_factory=lambda provider, settings: FakeAdapter(),
+        clock=time.clock,
+        sleep=time.sleep,
+        now=lambda: when,
+    )
+    service = LLMService(settings=Settings(), executor=executor, today=dt.date(2026, 11, 1))
+    async with service:
+        response = await service.generate(
+            model="claude-sonnet-4.5", messages=[{"role": "user", "content": "hi"}]
+        )
+        stream = service.generate_stream(
+            model="claude-sonnet-4.5", messages=[{"role": "user", "content": "hi"}]
+        )
+        _ = [chunk async for chunk in stream]
+    assert calls == ["claude-sonnet-4.5", "claude-sonnet-4.5"]  # once per call, in the engine
+    row = ledger.records[0]
+    assert response.cost is not None and response.cost.total_cost == row.total_cost
+    assert response.cache_savings == row.cache_savings and row.ts == when
+    tracked = service.cost_tracker.records()
+    assert [r["total_cost"] for r in tracked] == [row.total_cost, ledger.records[1].total_cost]
+    assert stream.response.cost == response.cost

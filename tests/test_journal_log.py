@@ -8,7 +8,6 @@ import asyncio
 import pytest
 
 from actors.ledger_actor import LedgerActor
-from actors.provider_actor import JournalLedgerSink
 from runtime.journal_log import (
     JOURNAL_DIR,
     GroupCommit,
@@ -17,6 +16,7 @@ from runtime.journal_log import (
     JournalTail,
     read_journal,
 )
+from runtime.journal_sink import JournalLedgerSink
 from runtime.ledger_store import read_ledger
 from tests.ledger_support import executed, ledger_row
 

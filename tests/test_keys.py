@@ -9,6 +9,7 @@ import pytest
 
 from actors.factory import provider_actor_name, provider_actor_names, router_name
 from actors.provider_actor import ProviderActor, actor_settings
+from actors.runtime import public_settings
 from llm.config import Settings, load_settings
 from llm.exceptions import ConfigurationError
 from runtime.keys import (
@@ -20,7 +21,6 @@ from runtime.keys import (
     resolve_driver_key,
 )
 from runtime.limits_config import AccountSpec, load_limits
-from runtime.runtime import public_settings
 
 KEY_A = "sk-ant-KEY-A-0123456789abcdefghijklmnop"
 KEY_B = "sk-ant-KEY-B-0123456789abcdefghijklmnop"

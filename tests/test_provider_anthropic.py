@@ -14,7 +14,7 @@ import httpx2
 import pytest
 from anthropic.types import Message as SDKMessage
 
-from llm.config import Settings
+from llm.config import API_KEY_ENV, Settings
 from llm.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -37,7 +37,7 @@ from llm.providers.anthropic import (
     parse_response,
 )
 from llm.providers.base import ProviderRequest, ToolSpec
-from llm.providers.factory import PROVIDER_KEY_ENV, create_adapter
+from llm.providers.factory import create_adapter
 from llm.tokens import count_text_tokens
 from llm.types import ImageContent, Message, MessageRole, ToolCall, ToolResultContent
 from tests.conftest import SENTINEL_KEY
@@ -218,10 +218,6 @@ def test_temperature_is_dropped_with_one_warning(monkeypatch):
         build_request(_req(user("hi"), temperature=0.7))
     assert "temperature" not in first and "extra_body" not in first
     assert len(caught) == 1 and "2026-10-21" in str(caught[0].message)
-
-
-def test_user_goes_to_metadata():
-    assert build_request(_req(user("hi"), user="u-1"))["metadata"] == {"user_id": "u-1"}
 
 
 # ----------------------------------------------------------------------------- caching
@@ -612,10 +608,10 @@ async def test_factory_creates_adapters_and_rejects_unknown_providers():
     await adapter.aclose()
     with pytest.raises(ConfigurationError, match="unknown provider"):
         create_adapter("mistral", Settings())
-    assert PROVIDER_KEY_ENV == {
-        "anthropic": "ANTHROPIC_API_KEY",
-        "openai": "OPENAI_API_KEY",
-        "google": "GOOGLE_API_KEY",
+    assert API_KEY_ENV == {  # the one provider -> key-variable table
+        "anthropic": ("ANTHROPIC_API_KEY",),
+        "openai": ("OPENAI_API_KEY",),
+        "google": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
     }
 
 

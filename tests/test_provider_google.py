@@ -563,9 +563,9 @@ async def test_adapter_creates_cache_on_second_call_and_bills_storage():
     for call in models.calls[1:]:
         assert call["config"]["cached_content"] == "cachedContents/c1"
         assert not {"system_instruction", "tools", "tool_config"} & call["config"].keys()
-    assert second.provider_details["cache_storage_token_hours"] == "500"  # 6000 tokens x 5 min
-    assert Decimal(second.provider_details["cache_storage_token_hours"]) == Decimal(500)
-    assert "cache_storage_token_hours" not in third.provider_details
+    assert second.cache_storage_token_hours == Decimal(500)  # 6000 tokens x 5 min
+    assert "cache_storage_token_hours" not in second.provider_details  # a typed field now
+    assert third.cache_storage_token_hours == 0
     assert third.provider_details["cached_content"] == "cachedContents/c1"
     assert len(caches.created) == 1
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from decimal import Decimal
 
 import jsonschema
 import pytest
@@ -139,9 +138,9 @@ async def test_explicit_cache_is_created_and_used_for_a_large_repeated_prefix(ad
     assert "cached_content" not in first.provider_details
     name = second.provider_details["cached_content"]
     assert name.startswith("cachedContents/")
-    assert Decimal(second.provider_details["cache_storage_token_hours"]) > 0
+    assert second.cache_storage_token_hours > 0
     assert third.provider_details["cached_content"] == name
-    assert "cache_storage_token_hours" not in third.provider_details
+    assert third.cache_storage_token_hours == 0
     assert third.usage.cached_tokens >= prefix
     assert third.usage.input_tokens == first.usage.input_tokens
 

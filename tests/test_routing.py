@@ -262,17 +262,17 @@ class FakeRuntime:
         return type("Router", (), {"routes": _Remote(routes), "fallback": _Remote(fallback)})()
 
     def executor(self):
-        from runtime.executor import RayExecutor
+        from actors.executor import RayExecutor
 
         executor = RayExecutor(self)
         executor._handles.update(self.actors)
         return executor
 
 
-def ctx(request_id="r1", **metadata):
+def ctx(request_id="r1", *, routed_by_task=False, **metadata):
     from llm.executor import CallContext
 
-    return CallContext(request_id=request_id, metadata=metadata)
+    return CallContext(request_id=request_id, routed_by_task=routed_by_task, metadata=metadata)
 
 
 async def test_overload_goes_to_the_other_account_then_down_the_fallback_chain():
@@ -333,7 +333,6 @@ async def test_a_stream_falls_back_before_its_first_chunk():
 
 async def test_only_task_routed_calls_ask_the_router_for_derived_fallbacks():
     from llm.exceptions import ProviderOverloadedError
-    from runtime.routing import ROUTED_BY_TASK
 
     busy = FakeActor("a1", ProviderOverloadedError("busy"))
     openai = FakeActor("o1")
@@ -344,6 +343,6 @@ async def test_only_task_routed_calls_ask_the_router_for_derived_fallbacks():
     with pytest.raises(ProviderOverloadedError):
         await executor.execute(request(), ctx("named"))
     assert runtime.asked == []  # a named model never leaves its provider without a chain
-    executed = await executor.execute(request(), ctx("task", **{ROUTED_BY_TASK: True}))
+    executed = await executor.execute(request(), ctx("task", routed_by_task=True))
     assert executed.result.text == "o1:gpt-5"
     assert runtime.asked == [("claude-sonnet-4.6", True)]

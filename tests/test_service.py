@@ -174,7 +174,7 @@ async def test_invalid_options_rejected(kwargs, fragment):
 
 async def test_capability_checks_use_the_model_record(monkeypatch):
     plain = get_model_info("gpt-4.1").model_copy(update={"capabilities": Capabilities()})
-    monkeypatch.setattr("llm.service.resolve_model", lambda name: plain)
+    monkeypatch.setattr("llm.prepare.resolve_model", lambda name: plain)
     service, executor = make_service()
     image = [
         Message(role=MessageRole.USER, content=[ImageContent(data=PNG_1X1), TextContent(text="?")])
@@ -391,8 +391,7 @@ async def test_our_request_id_is_used_when_provider_gives_none():
 
 
 async def test_gemini_storage_hours_are_billed():
-    details = {"cache_storage_token_hours": 1_000_000}
-    executor = FakeExecutor(result(provider_details=details))
+    executor = FakeExecutor(result(cache_storage_token_hours=Decimal(1_000_000)))
     service, _ = make_service(executor)
     response = await service.generate(model="gemini-2.5-flash-lite", messages=user())
     plain = compute_cost(get_model_info("gemini-2.5-flash-lite"), response.usage)
@@ -571,23 +570,21 @@ def test_list_available_models_excludes_retired():
 
 
 async def test_ray_runtime_without_its_executor_is_a_configuration_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "runtime.executor", None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, "actors.runtime", None)  # makes the import fail
     service = LLMService(settings=keyed_settings(), runtime="ray", today=TODAY)
-    with pytest.raises(ConfigurationError, match="RayExecutor"):
+    with pytest.raises(ConfigurationError, match="actors.runtime"):
         await service.generate(model="gpt-4.1", messages=user())
 
 
 async def test_task_routed_calls_are_marked_for_fallback_and_job_ids_reach_the_context():
-    from llm.executor import ROUTED_BY_TASK
-
     service, executor = make_service()
     routed = await service.generate(task="classification", budget="low", messages=user())
     named = await service.generate(
         model="claude-haiku-4.5", messages=user(), metadata={"job_id": "j1", "row_id": 7}
     )
-    assert executor.contexts[0].metadata.get(ROUTED_BY_TASK) is True
-    assert ROUTED_BY_TASK not in routed.metadata  # internal flag, not the caller's metadata
-    assert ROUTED_BY_TASK not in executor.contexts[1].metadata
+    assert executor.contexts[0].routed_by_task is True  # a typed field, not a metadata key
+    assert routed.metadata == {"call_id": routed.metadata["call_id"]}
+    assert executor.contexts[1].routed_by_task is False
     assert (executor.contexts[1].job_id, executor.contexts[1].row_id) == ("j1", "7")
     assert named.metadata["job_id"] == "j1" and named.metadata["row_id"] == 7
 

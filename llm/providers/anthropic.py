@@ -44,6 +44,7 @@ from typing import Any
 import anthropic
 import httpx2
 
+from llm.config import key_hint
 from llm.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -279,8 +280,6 @@ def build_request(req: ProviderRequest) -> dict[str, Any]:
     if req.structured_output_schema is not None:
         schema_format = {"type": "json_schema", "schema": req.structured_output_schema}
         kwargs["output_config"] = {"format": schema_format}
-    if req.user:
-        kwargs["metadata"] = {"user_id": req.user}
     if req.temperature is not None:
         _warn_temperature_dropped()
     if req.enable_caching:
@@ -604,7 +603,7 @@ class AnthropicAdapter(ProviderAdapter):
         if self._sdk_client is None:
             key = self.settings.api_key(PROVIDER)
             if not key:
-                raise ConfigurationError("ANTHROPIC_API_KEY is not set", provider=PROVIDER)
+                raise ConfigurationError(f"{key_hint(PROVIDER)} is not set", provider=PROVIDER)
             self._sdk_client = anthropic.AsyncAnthropic(
                 api_key=key,
                 base_url=self.settings.base_url(PROVIDER) or DEFAULT_BASE_URL,

@@ -4,7 +4,10 @@ An adapter is a translator around one official SDK. It owns the SDK client and t
 ``httpx2.AsyncClient`` pool under it, maps a :class:`ProviderRequest` to the SDK call, maps
 the SDK's answer back to a :class:`ProviderResult`, and maps SDK errors into
 :mod:`llm.exceptions` once, at this boundary. It does no retrying (SDK ``max_retries=0``),
-no rate limiting, no cost accounting: those are policies that wrap the adapter.
+no rate limiting, no cost accounting: those are policies that wrap the adapter. One
+exception, part of an adapter's own cache policy rather than a retry policy: the Gemini
+adapter sends a request once more, without its explicit cache, when Gemini answers 403/404
+for a cache the adapter itself created and that is gone (:mod:`llm.providers.google_cache`).
 
 ``ProviderRequest`` and ``ProviderResult`` are small frozen values that pickle, so the
 same request can be built in a driver and executed inside a Ray actor.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 import httpx2
@@ -55,8 +59,6 @@ class ProviderRequest(_Frozen):
     timeout: float | None = None
     #: Gemini explicit cache to use (``cachedContents/…``), set by the cache policy.
     cached_content: str | None = None
-    #: Opaque user id forwarded where the provider takes one.
-    user: str | None = None
 
 
 class RateLimitSnapshot(_Frozen):
@@ -86,6 +88,9 @@ class ProviderResult(_Frozen):
     #: The model id the provider answered with (often the dated id).
     model_version: str | None = None
     rate_limit: RateLimitSnapshot | None = None
+    #: Gemini explicit-cache storage this call created (tokens x hours the cache is kept),
+    #: billed with the call's cache writes (:func:`llm.pricing.compute_cost`).
+    cache_storage_token_hours: Decimal = Decimal(0)
     provider_details: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -14,13 +14,6 @@ from llm.config import Settings
 from llm.exceptions import ConfigurationError
 from llm.providers.base import ProviderAdapter
 
-#: The environment variable that holds each provider's API key.
-PROVIDER_KEY_ENV: dict[str, str] = {
-    "anthropic": "ANTHROPIC_API_KEY",
-    "openai": "OPENAI_API_KEY",
-    "google": "GOOGLE_API_KEY",
-}
-
 #: provider -> (module, class) of its adapter.
 _ADAPTERS: dict[str, tuple[str, str]] = {
     "anthropic": ("llm.providers.anthropic", "AnthropicAdapter"),

@@ -52,6 +52,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from typing import Any
 
 import httpx2
@@ -59,7 +60,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from llm.config import Settings
+from llm.config import Settings, key_hint
 from llm.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -82,7 +83,7 @@ from llm.providers.common import (
     split_system,
     validate_image,
 )
-from llm.providers.google_cache import CacheDecision, ExplicitCacheManager
+from llm.providers.google_cache import STORAGE_KEY, CacheDecision, ExplicitCacheManager
 from llm.retry import parse_google_retry_delay, parse_retry_after
 from llm.tokens import REQUEST_OVERHEAD, count_schema_tokens, decode_base64
 from llm.types import (
@@ -578,7 +579,7 @@ class GoogleAdapter(ProviderAdapter):
             key = self.settings.api_key(PROVIDER)
             if not key:
                 raise ConfigurationError(
-                    "no Gemini API key: set GOOGLE_API_KEY or GEMINI_API_KEY", provider=PROVIDER
+                    f"no Gemini API key: set {key_hint(PROVIDER)}", provider=PROVIDER
                 )
             options = types.HttpOptions(
                 base_url=self.settings.base_url(PROVIDER) or None,
@@ -659,5 +660,9 @@ class GoogleAdapter(ProviderAdapter):
 def _with_details(result: ProviderResult, details: dict[str, Any]) -> ProviderResult:
     if not details:
         return result
-    public = {key: value for key, value in details.items() if key != "cache_key"}
-    return result.model_copy(update={"provider_details": {**result.provider_details, **public}})
+    hidden = ("cache_key", STORAGE_KEY)
+    public = {key: value for key, value in details.items() if key not in hidden}
+    update: dict[str, Any] = {"provider_details": {**result.provider_details, **public}}
+    if STORAGE_KEY in details:  # the storage this call created: a typed, billed field
+        update["cache_storage_token_hours"] = Decimal(str(details[STORAGE_KEY]))
+    return result.model_copy(update=update)

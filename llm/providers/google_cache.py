@@ -28,8 +28,8 @@ Billing: cache-creation tokens are billed at the plain input rate and reads at t
 rate, exactly as ``usageMetadata`` reports them, so usage is passed through unchanged. The
 extra cost of an explicit cache is storage: the creating request records
 ``tokens × ttl hours`` as :meth:`CacheDecision.storage_token_hours` (a Decimal), which the
-adapter puts in ``provider_details["cache_storage_token_hours"]`` (as a string) for
-``compute_cost(..., cache_storage_token_hours=...)``.
+adapter reports as ``ProviderResult.cache_storage_token_hours`` (a typed field, priced by
+:func:`llm.pricing.price_call`).
 
 Concurrency: the manager is used from one event loop. While one request creates a cache
 for a prefix, others with the same prefix go out without it rather than creating a second.
@@ -56,6 +56,9 @@ DEFAULT_MIN_TOKENS = 4096
 #: Stop using a cache this many seconds before it expires.
 EXPIRY_MARGIN_S = 15.0
 TTL_SECONDS = {"5m": 300, "1h": 3600}
+#: Key of the details :meth:`ExplicitCacheManager.apply` returns holding the storage
+#: (token-hours) a created cache bills; the adapter moves it to its typed result field.
+STORAGE_KEY = "cache_storage_token_hours"
 
 
 def prefix_key(request: ProviderRequest) -> str:
@@ -148,7 +151,7 @@ class ExplicitCacheManager:
             "cached_content": name,
             "cache_key": decision.key,
             "cache_created": True,
-            "cache_storage_token_hours": str(hours),
+            STORAGE_KEY: str(hours),
         }
         return request.model_copy(update={"cached_content": name}), details
 

@@ -59,6 +59,7 @@ from typing import Any
 import httpx2
 import openai
 
+from llm.config import key_hint
 from llm.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -300,8 +301,6 @@ def build_request(req: ProviderRequest) -> dict[str, Any]:
             kwargs["tool_choice"] = choice
     if req.structured_output_schema is not None:
         kwargs["response_format"] = map_response_format(req.structured_output_schema)
-    if req.user:
-        kwargs["user"] = req.user
     if req.timeout is not None:
         kwargs["timeout"] = req.timeout
     return kwargs
@@ -628,7 +627,9 @@ class OpenAIAdapter(ProviderAdapter):
         if self._client is None:
             key = self.settings.api_key(PROVIDER)
             if not key:
-                raise ConfigurationError("no OpenAI API key: set OPENAI_API_KEY", provider=PROVIDER)
+                raise ConfigurationError(
+                    f"no OpenAI API key: set {key_hint(PROVIDER)}", provider=PROVIDER
+                )
             self._client = openai.AsyncOpenAI(
                 api_key=key,
                 base_url=self.settings.base_url(PROVIDER) or None,

@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
+from actors.runtime import Runtime
 from llm.emulator.server import settings_for, start_in_thread
 from llm.retry import RetryConfig
-from runtime.runtime import Runtime
 
 ray = pytest.importorskip("ray")
 

@@ -74,10 +74,10 @@ async def test_killed_after_the_provider_answered_but_before_the_ledger_ack_bill
 ):
     """The re-run calls the provider again, but the ledger keeps the first row of each id."""
     from actors.factory import get_or_create_provider_actors
+    from actors.runtime import public_settings
     from llm.emulator.server import settings_for
     from runtime.keys import account_keys
     from runtime.limits_config import load_limits
-    from runtime.runtime import public_settings
 
     def slow_commit_ledger(namespace, ledger_dir):
         """Provider actors whose journal writes wait 3 s: answered, not yet acknowledged."""

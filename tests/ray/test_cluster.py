@@ -4,7 +4,7 @@ The cluster cannot live in the test process (the shared embedded session is ther
 test runs this file as a script: ``cluster`` mode builds a head node (with the ``llm_head``
 resource of ``cluster.yaml``) plus a worker node with :class:`ray.cluster_utils.Cluster`,
 starts an emulator that enforces ``RPM`` requests per minute, and starts two ``driver``
-processes. Each driver joins the cluster with its own :class:`~runtime.runtime.Runtime` and
+processes. Each driver joins the cluster with its own :class:`~actors.runtime.Runtime` and
 sends ``CALLS`` requests at once. Together they send more than the emulator's minute allows,
 so only a limiter shared by both drivers (one provider actor) keeps the emulator from
 answering 429.
@@ -108,10 +108,10 @@ def run_cluster() -> dict:
 
 
 async def run_driver(address: str, base_url: str, ledger_dir: str, namespace: str, n: str) -> dict:
+    from actors.runtime import Runtime
     from llm.config import load_settings
     from llm.retry import RetryConfig
     from llm.service import LLMService
-    from runtime.runtime import Runtime
 
     settings = load_settings(dotenv_path=None).with_overrides(  # the key: from the environment
         anthropic_base_url=base_url.rstrip("/"), ledger_dir=ledger_dir

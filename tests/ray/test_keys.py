@@ -11,12 +11,12 @@ import uuid
 
 import pytest
 
+from actors.runtime import Runtime
 from llm.emulator.server import EmulatorConfig, settings_for, start_in_thread
 from llm.exceptions import AuthenticationError, ConfigurationError
 from llm.retry import RetryConfig
 from llm.service import LLMService
 from runtime.limits_config import AccountSpec
-from runtime.runtime import Runtime
 
 pytestmark = [
     pytest.mark.ray,

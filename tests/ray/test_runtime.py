@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from actors.factory import router_name
+from actors.runtime import Runtime
 from llm.emulator.server import settings_for, start_in_thread
 from llm.exceptions import ContextLengthError
 from llm.registry import get_model_info
@@ -18,7 +19,6 @@ from llm.service import LLMService
 from llm.types import Message, MessageRole
 from runtime.keys import cluster_salt, fingerprint
 from runtime.ledger_store import read_ledger
-from runtime.runtime import Runtime
 
 pytestmark = pytest.mark.filterwarnings("ignore::llm.service_checks.ModelLifecycleWarning")
 

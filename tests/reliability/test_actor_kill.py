@@ -1,6 +1,6 @@
 """A ProviderActor killed mid-run: Ray restarts it, re-runs its calls, the job completes.
 
-The batch core runs in this process on a :class:`~runtime.runtime.Runtime` (shared Ray
+The batch core runs in this process on a :class:`~actors.runtime.Runtime` (shared Ray
 session, own namespace). Once calls are in flight, the Anthropic actor is killed with
 ``ray.kill(handle, no_restart=False)``. Every row must end ok, each id once in the output
 and in the ledger (one row per request id). The calls the dead actor had in flight are
@@ -18,13 +18,13 @@ from collections import Counter
 import pytest
 from rel_support import billed_calls, ledger_rows, make_rows, output_rows, record_counts
 
+from actors.runtime import Runtime
 from jobs.batch import service_call
 from jobs.batch_core import BatchConfig, run_batch
 from jobs.batch_output import OutputWriter
 from llm.emulator.server import settings_for
 from llm.retry import RetryConfig
 from llm.service import LLMService
-from runtime.runtime import Runtime
 
 FAST_RETRY = RetryConfig(initial_delay=0.01, max_delay=0.05, jitter=False)
 CONCURRENCY = 12

@@ -169,7 +169,7 @@ async def test_prompts_and_answers_are_logged_only_when_asked(emulator_factory, 
 async def test_a_drivers_key_shows_in_no_actor_name_ray_table_or_ray_log(
     ray_session, emulator_factory, tmp_path
 ) -> None:
-    from runtime.runtime import Runtime
+    from actors.runtime import Runtime
 
     ray = ray_session
     emulator = emulator_factory(api_key=SENTINEL)  # only the sentinel is accepted

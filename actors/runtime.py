@@ -2,7 +2,7 @@
 
 ::
 
-    from runtime.runtime import Runtime
+    from actors.runtime import Runtime
 
     runtime = Runtime().start()             # embedded Ray on this machine
     runtime = Runtime("auto").start()       # join the cluster this machine belongs to
@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from actors.executor import RayExecutor
 from llm.config import PROVIDERS, Settings, load_settings, read_dotenv
 from llm.retry import RetryConfig
 from runtime import exit_flush
@@ -240,8 +241,15 @@ class Runtime:
 
         return ray.get([h.stats.remote() for h in self.provider_handles()])
 
-    def executor(self, **kwargs: Any) -> Any:
-        """A :class:`~runtime.executor.RayExecutor` sending calls to these actors."""
-        from runtime.executor import RayExecutor
-
+    def executor(self, **kwargs: Any) -> RayExecutor:
+        """A :class:`~actors.executor.RayExecutor` sending calls to these actors."""
         return RayExecutor(self, **kwargs)
+
+
+def ray_executor(
+    settings: Settings | None = None, retry_config: RetryConfig | None = None
+) -> RayExecutor:
+    """An executor owning a default :class:`Runtime` for ``settings`` (started, or joined with
+    ``LLM_RAY_ADDRESS``, on first use; shut down when the executor is closed). This is what
+    ``LLMService(runtime="ray")`` runs on."""
+    return RayExecutor(Runtime(settings=settings, retry_config=retry_config), owns_runtime=True)

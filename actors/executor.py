@@ -1,9 +1,12 @@
 """RayExecutor: the :class:`~llm.executor.Executor` that sends calls to the provider actors.
 
 ``LLMService(runtime="ray")`` (or ``LLM_RUNTIME=ray``) builds one with
-``RayExecutor(settings, retry_config)``, which starts (or joins, with ``LLM_RAY_ADDRESS``) a
-default :class:`~runtime.runtime.Runtime` on first use; ``runtime.executor()`` gives one
-bound to a runtime you started yourself.
+:func:`actors.runtime.ray_executor` (through the service's one seam,
+:func:`llm.executor.default_executor`): an executor owning a default
+:class:`~actors.runtime.Runtime` that it starts (or joins, with ``LLM_RAY_ADDRESS``) on first
+use. ``runtime.executor()`` gives one bound to a runtime you started yourself. This module
+does not import :mod:`actors.runtime` (the runtime imports it), so the two do not form a
+cycle.
 
 Per call:
 
@@ -31,7 +34,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-from llm.config import Settings
 from llm.exceptions import (
     CircuitOpenError,
     LLMError,
@@ -41,9 +43,7 @@ from llm.exceptions import (
 from llm.executor import CallContext, Executed
 from llm.models import ModelInfo
 from llm.providers.base import ProviderRequest
-from llm.retry import RetryConfig
 from runtime.routing import (
-    ROUTED_BY_TASK,
     ActorChooser,
     RouteTable,
     derived_request_id,
@@ -58,29 +58,22 @@ REROUTE_ERRORS: tuple[type[LLMError], ...] = (ProviderOverloadedError, CircuitOp
 class RayExecutor:
     """Sends calls to provider actors; see the module docstring.
 
-    ``source`` is a started :class:`~runtime.runtime.Runtime` (or any object with its
-    ``router()``, ``namespace`` and ``is_started``), or :class:`Settings` (or None for
-    :func:`~llm.config.load_settings`) to start a default runtime on first use (the executor
-    then owns it and shuts it down in :meth:`aclose`).
+    ``source`` is a :class:`~actors.runtime.Runtime` (or any object with its ``router()``,
+    ``namespace`` and ``is_started``); one not started yet is started on first use. With
+    ``owns_runtime`` the executor shuts it down in :meth:`aclose`.
     """
 
     def __init__(
         self,
-        source: Any = None,
-        retry_config: RetryConfig | None = None,
+        source: Any,
         *,
+        owns_runtime: bool = False,
         refresh_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from runtime.runtime import Runtime
-
-        if source is None or isinstance(source, Settings):
-            self._runtime = Runtime(settings=source, retry_config=retry_config)
-            self._owns_runtime = True
-        elif hasattr(source, "router") and hasattr(source, "namespace"):
-            self._runtime, self._owns_runtime = source, False
-        else:
-            raise TypeError("RayExecutor takes a Runtime or Settings")
+        if not (hasattr(source, "router") and hasattr(source, "namespace")):
+            raise TypeError("RayExecutor takes a Runtime")
+        self._runtime, self._owns_runtime = source, owns_runtime
         self.refresh_s = refresh_s
         self._clock = clock
         self._chooser = ActorChooser()
@@ -91,13 +84,6 @@ class RayExecutor:
         self._fallbacks: dict[tuple[str, bool], list[str]] = {}
         self._started = bool(getattr(self._runtime, "is_started", True))
         self._start_lock = asyncio.Lock()
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings | None = None, retry_config: RetryConfig | None = None
-    ) -> RayExecutor:
-        """An executor on a default runtime for ``settings`` (started on first use)."""
-        return cls(settings, retry_config)
 
     @property
     def runtime(self) -> Any:
@@ -179,7 +165,7 @@ class RayExecutor:
         """Yield ``(actor name, request, ctx)`` to try, in order (see the module docstring)."""
         ctx = with_trace_context(ctx)  # the actor's span continues the caller's trace
         table = await self.routes()
-        routed = bool(ctx.metadata.get(ROUTED_BY_TASK))
+        routed = ctx.routed_by_task
         names = await self._fallback_names(table, request.model, routed)
         options = [request, *(r for n in names if (r := fallback_request(request, n)))]
         return _attempts(table, options, ctx, self._chooser)
