@@ -9,6 +9,7 @@ LedgerActor reads the segments and writes the rows to Parquet. It lives with the
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -33,6 +34,8 @@ class JournalLedgerSink:
         self.namespace = namespace
         self._commit = GroupCommit(JournalLog(journal_dir), **commit)
         self._handle: Any = None
+        self._queued: list[tuple[list[str], asyncio.Future[dict[str, Executed]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def _actor(self) -> Any:
         if self._handle is None:
@@ -47,8 +50,36 @@ class JournalLedgerSink:
         await self._commit.commit([record.request_id])
 
     async def lookup(self, request_ids: list[str]) -> dict[str, Executed]:
-        """Journaled results of ``request_ids``."""
-        return await self._actor().lookup.remote(list(request_ids))
+        """Journaled results of ``request_ids`` (asked together with concurrent lookups)."""
+        ids = list(request_ids)
+        if not ids:
+            return {}
+        future: asyncio.Future[dict[str, Executed]] = asyncio.get_running_loop().create_future()
+        self._queued.append((ids, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._send_lookups())
+        return await future
+
+    async def _send_lookups(self) -> None:
+        """Send the queued lookups, one Ray call at a time, until none is left."""
+        await asyncio.sleep(0)  # the lookups of this turn of the loop go together
+        while self._queued:
+            batch, self._queued = self._queued, []
+            wanted = sorted({rid for ids, _ in batch for rid in ids})
+            try:
+                found = await self._actor().lookup.remote(wanted)
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            except Exception as error:  # every waiter of this round trip gets the error
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for ids, future in batch:
+                if not future.done():
+                    future.set_result({rid: found[rid] for rid in ids if rid in found})
 
     @property
     def pending_count(self) -> int:
