@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm.config import Settings
 from llm.models import ModelInfo
+from llm.providers.http_pool import pooled_client
 from llm.types import FinishReason, Message, ToolCall, Usage
 
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
@@ -113,10 +114,7 @@ class ProviderAdapter(abc.ABC):
         self.settings = settings
         limit = max_connections or settings.max_connections
         self._owns_http_client = http_client is None
-        self.http_client = http_client or httpx2.AsyncClient(
-            limits=httpx2.Limits(max_connections=limit, max_keepalive_connections=limit),
-            timeout=httpx2.Timeout(600.0, connect=10.0),
-        )
+        self.http_client = http_client or pooled_client(limit)
 
     @abc.abstractmethod
     async def generate(self, request: ProviderRequest) -> ProviderResult:
