@@ -18,7 +18,16 @@ def test_pools_add_up_to_max_connections_and_stay_small() -> None:
         ShardedTransport(0)
 
 
-async def test_requests_go_round_robin_and_close_every_pool() -> None:
+async def test_requests_go_round_robin_and_close_every_pool(monkeypatch) -> None:
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
     transport = ShardedTransport(4, shard_size=1)
     seen: list[int] = []
     for index, pool in enumerate(transport.pools):
@@ -33,3 +42,11 @@ async def test_requests_go_round_robin_and_close_every_pool() -> None:
     assert answers == [0, 1, 2, 3, 0, 1] == seen
     await client.aclose()
     assert isinstance(pooled_client(10)._transport, ShardedTransport)
+
+
+def test_a_proxy_from_the_environment_keeps_the_single_pool_that_honours_it(monkeypatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    client = pooled_client(300)
+    assert not isinstance(client._transport, ShardedTransport)
+    assert client._transport._pool._max_connections == 300
+    assert any(mount is not None for mount in client._mounts.values())  # the proxy is used

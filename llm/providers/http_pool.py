@@ -6,6 +6,7 @@ provider actor at 10,000 RPM spent about a sixth of its CPU in that walk (py-spy
 2026-11-27). :class:`ShardedTransport` spreads requests round-robin over pools of at most
 :data:`SHARD_SIZE` connections each, so each walk stays short, while the total stays
 ``max_connections`` (``LLM_MAX_CONNECTIONS``). The SDKs see one ``httpx2.AsyncClient``.
+With a proxy set in the environment the client keeps one pool (see :func:`pooled_client`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import itertools
 import math
 
 import httpx2
+from httpx2._utils import get_environment_proxies
 
 #: Connections per pool; a pool this size is cheap to walk.
 SHARD_SIZE = 128
@@ -40,8 +42,16 @@ class ShardedTransport(httpx2.AsyncBaseTransport):
 
 
 def pooled_client(max_connections: int) -> httpx2.AsyncClient:
-    """The client an adapter builds when none is given: sharded pools, a 600 s timeout."""
-    return httpx2.AsyncClient(
-        transport=ShardedTransport(max_connections),
-        timeout=httpx2.Timeout(600.0, connect=10.0),
-    )
+    """The client an adapter builds when none is given: sharded pools, a 600 s timeout.
+
+    httpx2 applies proxies from the environment (``HTTPS_PROXY`` and the like) only to the
+    transport it builds itself, so with a proxy configured the client keeps its own single
+    pool of ``max_connections``, as before sharding, rather than silently bypass the proxy.
+    """
+    timeout = httpx2.Timeout(600.0, connect=10.0)
+    if get_environment_proxies():
+        limits = httpx2.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        return httpx2.AsyncClient(limits=limits, timeout=timeout)
+    return httpx2.AsyncClient(transport=ShardedTransport(max_connections), timeout=timeout)
