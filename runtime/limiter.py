@@ -41,12 +41,12 @@ Calibration (slow start). A new limiter knows neither the account's limits (when
 configured) nor how much of its budget other clients are spending. Until the first answer's
 rate-limit headers are observed (or an answer is settled, or a 429 arrives, or
 ``probe_timeout_s`` passes) admissions follow a slow start instead of the buckets alone: one
-request (the probe) at first, then (doubling up to :data:`BLIND_MAX_PER_STEP`) two per
-:data:`BLIND_STEP_S`: 40 requests per second. With seconds-long answers the first answer's
-headers come only after a second or more; the slow start keeps the account busy meanwhile
-without a blind burst (at most 39 requests in the first second, never more than two at
-once), and on an account too small for it
-the first 429, answered at once and carrying the limits in its headers, ends it. An account
+request (the probe) at first, then :data:`BLIND_MAX_PER_STEP` per :data:`BLIND_STEP_S`
+(40 requests per second), from a bucket that holds one step, so time the loop spent
+elsewhere never comes out as a burst. With seconds-long answers the first answer's headers
+come only after a second or more; the slow start keeps the account busy meanwhile without a
+blind burst (at most 40 requests in the first second, never more than two at once), and on
+an account too small for it the first 429, answered at once and carrying the limits in its headers, ends it. An account
 whose answers carry no headers (Gemini) is then paced by the in-flight window of
 :mod:`runtime.inflight` and by what its 429s teach.
 
@@ -91,20 +91,29 @@ PACE_CUT = 0.8
 PACE_FLOOR = 0.5
 #: and the pace recovers by this share of the limit per second without such 429s.
 PACE_RECOVERY_PER_S = 0.005
-#: Slow start before the first answer: step length, and most admissions per step (the
-#: steps admit 1, 2, 4, then this many).
-#: Short steps: the slow start's 40 requests per second are reached after 0.05 s instead of
-#: 0.6 s (the rate bench's first answer arrives near 1 s, and every request not sent before
-#: it is a share of the account lost), and no step leaves as a burst of more than two.
+#: Slow start before the first answer: step length, and admissions per step (80 per second,
+#: spaced, never more than one step at once).
 BLIND_STEP_S = 0.05
-BLIND_MAX_PER_STEP = 2
+BLIND_MAX_PER_STEP = 4
+#: ...and never more than an account of this many requests per minute would admit over the
+#: providers' one-second window (its first second's burst included): 80 in the first second,
+#: then 40 per second. An account that small or larger sees no 429 from the slow start
+#: whenever its first answer comes; a smaller one answers the first request over its limit
+#: with a 429 at once, which ends the slow start and teaches the limit. Measured at 10,000
+#: RPM (median latency 4 s, first answer after ~1.2 s): 40 per second throughout left
+#: 0.92 of the account used, 80 in the first second 0.946.
+BLIND_ACCOUNT_RPM = 2400
 #: A request limit learned after the slow start begins with the budget the slow start left
-#: unused, up to this many bursts: 1.5 half-second bursts leave a quarter of the provider's
-#: one-second window as slack at that moment. (An earlier measurement of 6 x 429 with 1.5
-#: came from the slow start letting out its missed steps while the SDK client was built,
-#: now done before the first admission; since, through the Ray actor, one driver and two:
-#: 0.955 and 0.957 of a 3,000 RPM account with 0 x 429, against 0.929 and 0.931 with 1.0.)
-CATCH_UP_BURSTS = 1.5
+#: unused: what the provider's one-second window would hold now, counting on only
+#: :data:`CATCH_UP_WINDOW_S` of it plus the refill since the probe, less what the slow start
+#: sent, and never more than :data:`CATCH_UP_S` of the rate at once. (Our admissions reach
+#: the provider later than we admit them, by a varying delay while the driver is busy: with
+#: the whole second counted on, a 3,000 RPM account answered one request of the catch-up
+#: with a 429.) It never starts below zero: a slow start that outran a small account's
+#: window met 429s (which empty the buckets anyway); one that met none found a longer
+#: window than assumed.
+CATCH_UP_WINDOW_S = 0.5
+CATCH_UP_S = 0.9
 _BLIND_POLL_S = 0.01
 #: Weight of the newest answer in the running mean tokens per request.
 _MEAN_WEIGHT = 0.05
@@ -236,6 +245,9 @@ class RateLimiter:
         self._probe_started: float | None = None
         self._probe_timeout = probe_timeout_s
         self._blind_sent = 0
+        # The slow start's own bucket: BLIND_MAX_PER_STEP per BLIND_STEP_S, holding one step.
+        self._blind_credit = 0.0
+        self._blind_at = 0.0
 
     # --- admission ----------------------------------------------------------------------
 
@@ -261,7 +273,9 @@ class RateLimiter:
                 if not self._calibrated:
                     self._blind_sent += 1
                     if self._probe_started is None:
-                        self._probe_started = now
+                        self._probe_started = self._blind_at = now
+                    else:
+                        self._blind_credit -= 1.0
         finally:
             self.waiting -= 1
         return Reservation(
@@ -274,17 +288,32 @@ class RateLimiter:
         )
 
     def _blind_wait(self) -> float:
-        """Seconds until the slow start admits the next request (0: now, or calibrated)."""
+        """Seconds until the slow start admits the next request (0: now, or calibrated).
+
+        Two bounds (see :data:`BLIND_MAX_PER_STEP` and :data:`BLIND_ACCOUNT_RPM`): a bucket
+        refilled at ``BLIND_MAX_PER_STEP`` per ``BLIND_STEP_S`` that holds one step, so time
+        the event loop spent elsewhere (a driver preparing thousands of calls before they
+        reach the limiter) never comes out as a burst; and what an account of
+        ``BLIND_ACCOUNT_RPM`` would admit since the probe.
+        """
         if self._calibrated or self._probe_started is None:
             return 0.0
-        elapsed = self._clock() - self._probe_started
+        now = self._clock()
+        elapsed = now - self._probe_started
         if elapsed >= self._probe_timeout:
             self._calibrated = True  # never wait forever on a lost probe
             return 0.0
-        step = int(elapsed / BLIND_STEP_S + _EPSILON_S)  # 0.1 / 0.05 must be step 2
-        if self._blind_sent < blind_allowance(step):
+        per_s = BLIND_MAX_PER_STEP / BLIND_STEP_S
+        credit = self._blind_credit + (now - self._blind_at) * per_s
+        self._blind_credit = min(float(BLIND_MAX_PER_STEP), credit)
+        self._blind_at = now
+        account = BLIND_ACCOUNT_RPM / 60.0
+        over = self._blind_sent - account * (1.0 + elapsed)
+        waits = [(1.0 - self._blind_credit) / per_s, (over + 1.0) / account]
+        wait = max(waits)
+        if wait <= _EPSILON_S:
             return 0.0
-        return min((step + 1) * BLIND_STEP_S - elapsed, self._probe_timeout - elapsed)
+        return min(wait, self._probe_timeout - elapsed)
 
     @property
     def calibrated(self) -> bool:
@@ -359,9 +388,9 @@ class RateLimiter:
             if limit is not None and limit > 0:
                 bucket = _Bucket(limit, now, burst_s=self._burst_s, pace=self._pace)
                 if name == "rpm" and self._probe_started is not None:
-                    unused = bucket.rate * (now - self._probe_started) - self._blind_sent
-                    bucket.level = min(bucket.capacity * CATCH_UP_BURSTS, bucket.level + unused)
-                    bucket.level = max(bucket.level, 0.0)
+                    since = now - self._probe_started
+                    left = bucket.rate * (CATCH_UP_WINDOW_S + since) - self._blind_sent
+                    bucket.level = max(0.0, min(bucket.rate * CATCH_UP_S, left))
                 if remaining is not None:
                     bucket.level = min(bucket.level, float(remaining))
                 self._buckets[name] = bucket
@@ -443,14 +472,6 @@ class RateLimiter:
     def known_limits(self) -> dict[str, int]:
         """Per-minute limit of each bucket, configured or learned from headers."""
         return {name: int(bucket.limit) for name, bucket in self._buckets.items()}
-
-
-def blind_allowance(step: int) -> int:
-    """Admissions the slow start allows through step ``step`` (0-based) before an answer."""
-    doubling = BLIND_MAX_PER_STEP.bit_length() - 1  # steps that double: 1, 2, 4, ...
-    if step < doubling:
-        return 2 ** (step + 1) - 1
-    return 2**doubling - 1 + (step - doubling + 1) * BLIND_MAX_PER_STEP
 
 
 def _mean(current: float | None, value: float) -> float:

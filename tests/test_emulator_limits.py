@@ -151,6 +151,7 @@ def test_timeline_summary_counts_429s_after_the_first_second():
     assert summary["throttled_after_first_s"] == 2
     assert summary["busy_s"] == 2.0 and summary["share_of_rate"] == pytest.approx(4 / 6, 1e-3)
     assert timeline.per_second() == [2, 1, 1]
+    assert timeline.per_second(0.5) == [1, 1, 1, 0, 1]
     assert Timeline().summary(60)["share_of_rate"] is None
 
 

@@ -12,7 +12,7 @@ from llm.config import Settings
 from llm.exceptions import ConfigurationError
 from llm.providers.base import RateLimitSnapshot
 from llm.types import Usage
-from runtime.limiter import AccountLimits, RateLimiter, blind_allowance
+from runtime.limiter import AccountLimits, RateLimiter
 from runtime.limits_config import load_limits
 
 
@@ -326,24 +326,40 @@ def test_invalid_env_limit_raises_configuration_error():
 
 
 async def test_slow_start_before_the_first_answer_then_the_learned_pace():
-    # No limit configured and no answer yet: 1, then 2 admissions per 0.05 s (40 per s).
+    # No limit configured and no answer yet: the probe, then 4 per 0.05 s (80 per s), spaced,
+    # but never more than a 2,400 RPM account admits over a one-second window: 80 in the
+    # first second, then 40 per second.
     limiter, clock = make(probe=True)
-    times = [(await limiter.reserve(10, 10)).admitted_at for _ in range(41)]
-    expected = [0.0] + [0.05 * step for step in range(1, 21) for _ in range(2)]
-    assert times == pytest.approx(expected)
-    assert blind_allowance(19) == 39  # at most 39 in the first second, 2 at once
+    times = [(await limiter.reserve(10, 10)).admitted_at for _ in range(121)]
+    assert times[:41] == pytest.approx([0.0125 * step for step in range(41)])
+    assert sum(1 for t in times if t < 1.0) == 80
+    for index, t in enumerate(times):
+        assert index + 1 <= 40 * (1.0 + t) + 1e-6  # the 2,400 RPM account's envelope
+        assert sum(1 for u in times if t - 0.05 + 1e-9 < u <= t) <= 4  # one step at most
+    assert times[119:] == pytest.approx([2.0, 2.025])  # 40 per second after the first second
     # The first answer's headers arrive: the account allows 600 rpm, nothing left right now.
     limiter.observe(RateLimitSnapshot(requests_limit=600, requests_remaining=0))
     assert limiter.calibrated and limiter.known_limits() == {"rpm": 600}
     nxt = await limiter.reserve(10, 10)
-    assert nxt.admitted_at == pytest.approx(1.0 + 1 / (600 / 60 * 1.0))
+    assert nxt.admitted_at == pytest.approx(times[-1] + 1 / (600 / 60 * 1.0))
+
+
+async def test_slow_start_never_makes_up_lost_time_as_a_burst():
+    # The probe goes out, then the loop is busy elsewhere for half a second (a driver
+    # preparing thousands of calls): the slow start's steps missed meanwhile are not let
+    # out at once; at most one step (4) leaves, then 4 per 0.05 s again.
+    limiter, clock = make(probe=True)
+    await limiter.reserve(10, 10)
+    await clock.sleep(0.5)
+    times = [(await limiter.reserve(10, 10)).admitted_at for _ in range(8)]
+    assert times == pytest.approx([0.5 + 0.0125 * max(0, n - 3) for n in range(8)])
 
 
 async def test_first_answer_headers_end_the_slow_start_at_once():
     limiter, clock = make(probe=True, rpm=600)  # configured: calibrated by the first answer too
     await limiter.reserve(10, 10)
     follower = asyncio.ensure_future(limiter.reserve(10, 10))
-    await clock.sleep(0.02)  # the probe is still out; the slow start holds the follower
+    await clock.sleep(0.01)  # the probe is still out; the slow start holds the follower
     assert not follower.done() and not limiter.calibrated
     # The provider says the account is nearly spent: the buckets follow before the next send.
     limiter.observe(RateLimitSnapshot(requests_limit=600, requests_remaining=0))
@@ -357,7 +373,7 @@ async def test_probe_settle_without_headers_releases_followers():
     limiter, clock = make(probe=True, itpm=6000)
     probe = await limiter.reserve(10, 0)
     follower = asyncio.ensure_future(limiter.reserve(10, 0))
-    await clock.sleep(0.02)
+    await clock.sleep(0.01)
     assert not follower.done()
     limiter.settle(probe, Usage(input_tokens=10))
     await follower

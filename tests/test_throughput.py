@@ -103,22 +103,44 @@ async def test_unconfigured_limits_are_learned_and_follow_the_headers():
 async def test_a_learned_request_limit_lets_the_unused_slow_start_budget_out():
     clock = Clock()
     rl = RateLimiter(AccountLimits(), clock=clock, sleep=clock.sleep)  # slow start on
-    sent = [await rl.reserve(0, 0) for _ in range(39)]  # the slow start's first second
-    assert sent[-1].admitted_at == pytest.approx(0.95)
-    clock.now = 1.0
-    # The first headers: 3,000 RPM. A full half-second bucket plus the budget the slow start
-    # left unused (49.75 refilled, 39 sent), at most 1.5 buckets (37.5), may now go at once.
-    rl.observe(RateLimitSnapshot(requests_limit=3000, requests_remaining=2960))
-    assert rl.levels()["rpm"] == pytest.approx(25 + 50 * DEFAULT_PACE - 39)
-    burst = [await rl.reserve(0, 0) for _ in range(35)]
-    assert {r.admitted_at for r in burst} == {1.0}
-    assert (await rl.reserve(0, 0)).admitted_at > 1.0  # then the refill rate
+    sent = [await rl.reserve(0, 0) for _ in range(80)]  # the slow start's first second
+    assert sent[-1].admitted_at == pytest.approx(1.0)
+    # The first headers: 10,000 RPM. Half the provider's one-second window plus the refill
+    # since the probe, less the 80 sent (165.8 x 1.5 - 80 = 168.8), at most 0.9 s of the
+    # rate (149.3), may now go at once.
+    rl.observe(RateLimitSnapshot(requests_limit=10_000, requests_remaining=9920))
+    rate = 10_000 / 60 * DEFAULT_PACE
+    assert rl.levels()["rpm"] == pytest.approx(0.9 * rate)
+    burst = [await rl.reserve(0, 0) for _ in range(149)]
+    assert [r.admitted_at for r in burst] == pytest.approx([1.0] * 149)
+    assert (await rl.reserve(0, 0)).admitted_at > 1.001  # then the refill rate
+    # 3,000 RPM learned only after two seconds (120 sent): 49.75 x 2.5 - 120 = 4.4 left.
+    late_clock = Clock()
+    late = RateLimiter(AccountLimits(), clock=late_clock, sleep=late_clock.sleep)
+    for _ in range(120):
+        await late.reserve(0, 0)
+    late_clock.now = 2.0
+    late.observe(RateLimitSnapshot(requests_limit=3000))
+    assert late.levels()["rpm"] == pytest.approx(50 * DEFAULT_PACE * 2.5 - 120)
     idle_clock = Clock()
     idle = RateLimiter(AccountLimits(), clock=idle_clock, sleep=idle_clock.sleep)
-    await idle.reserve(0, 0)  # only the probe went: the catch-up stops at 1.5 buckets
+    await idle.reserve(0, 0)  # only the probe went: the catch-up stops at 0.9 s of the rate
     idle_clock.now = 2.0
     idle.observe(RateLimitSnapshot(requests_limit=3000))
-    assert idle.levels()["rpm"] == pytest.approx(1.5 * 25)
+    assert idle.levels()["rpm"] == pytest.approx(0.9 * 50 * DEFAULT_PACE)
+
+
+async def test_a_slow_start_that_outran_the_assumed_window_starts_from_an_empty_bucket():
+    clock = Clock()
+    rl = RateLimiter(AccountLimits(), clock=clock, sleep=clock.sleep)
+    for _ in range(80):
+        await rl.reserve(0, 0)
+    # 600 RPM and no 429 came: the account's window is longer than the one second assumed,
+    # so the slow start owes nothing; it gets no catch-up either, only the refill.
+    rl.observe(RateLimitSnapshot(requests_limit=600))
+    assert rl.levels()["rpm"] == 0.0
+    nxt = await rl.reserve(0, 0)
+    assert nxt.admitted_at == pytest.approx(1.0 + 1 / (10 * DEFAULT_PACE))
 
 
 def test_openai_token_headers_become_a_combined_limit():

@@ -101,13 +101,13 @@ class Timeline:
             out["share_of_rate"] = round(len(self.admitted) / budget, 4)
         return out
 
-    def per_second(self) -> list[int]:
-        """Admissions in each whole second after the first request."""
+    def per_second(self, bin_s: float = 1.0) -> list[int]:
+        """Admissions in each ``bin_s`` seconds (one by default) after the first request."""
         if self.first_request is None:
             return []
         counts: list[int] = []
         for moment in self.admitted:
-            index = int(moment - self.first_request)
+            index = int((moment - self.first_request) / bin_s)
             counts.extend([0] * (index + 1 - len(counts)))
             counts[index] += 1
         return counts

@@ -134,11 +134,15 @@ class EmulatorApp:
         return response
 
     async def _stats(self, request: web.Request) -> web.Response:
-        """Counters; ``?per_second=1`` adds admissions per second after the first request."""
+        """Counters; ``?per_second=1`` adds admissions per second after the first request
+        (``&bin_s=0.1``: per tenth of a second instead)."""
         stats = self.engine.stats
         body = stats.as_dict()
         if request.query.get("per_second"):
-            body["timeline"]["per_second"] = stats.timeline.per_second()
+            bin_s = float(request.query.get("bin_s", "1"))
+            if not 0 < bin_s <= 3600:
+                raise web.HTTPBadRequest(text="bin_s must be in (0, 3600]")
+            body["timeline"]["per_second"] = stats.timeline.per_second(bin_s)
         return web.json_response(body)
 
     async def _reset(self, request: web.Request) -> web.Response:
