@@ -40,12 +40,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
-from jobs.batch_core import BatchSummary, row_request_id
+from jobs.batch_core import BatchSummary, RowResults, row_request_id
 from jobs.batch_dryrun import build_request
 from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
 from jobs.batch_ledger import ActorLedger
 from jobs.batch_live import BatchWait, OpenBatch
-from jobs.batch_output import error_row, ok_row
 from jobs.batch_progress import ProgressBar
 from jobs.batch_retry import RowRetries
 from llm.config import Settings
@@ -175,6 +174,7 @@ class ProviderBatchRun:
         self._factory = adapter_factory or (lambda p, s: make_batch_adapter(p, s))
         self._adapters: dict[str, BatchAdapter] = {}
         self.summary = BatchSummary(spent_before=spent_before, budget_usd=budget_usd)
+        self.results = RowResults(writer, self.summary, job_id)
         self.reserved = _ZERO
         self.open: list[_Open] = []
         self.submitted = 0
@@ -237,7 +237,7 @@ class ProviderBatchRun:
             seen.add(item.row_id)
             request_id = row_request_id(self.job_id, item.row_id)
             if isinstance(item, InvalidRow):
-                self._error(item.row_id, request_id, item.error, item.model)
+                self.results.error(item.row_id, request_id, item.error, item.model)
                 continue
             row = item.for_job(self.job_id, request_id)
             try:
@@ -247,7 +247,7 @@ class ProviderBatchRun:
                     caching_default=self.settings.enable_caching,
                 )
             except LLMError as error:
-                self._error(row.row_id, request_id, error, row.model)
+                self.results.error(row.row_id, request_id, error, row.model)
                 continue
             self.known[row.row_id] = (row, request)
             provider = request.model.provider
@@ -261,7 +261,7 @@ class ProviderBatchRun:
                         provider=provider,
                         model=request.model.name,
                     )
-                    self._error(row.row_id, request_id, too_large, request.model.name)
+                    self.results.error(row.row_id, request_id, too_large, request.model.name)
                 continue
             valid.append((row, request))
         return valid
@@ -278,22 +278,23 @@ class ProviderBatchRun:
             return
         self.known[row.row_id] = (row, request)
 
-    def _error(self, row_id: str, request_id: str, error: BaseException, model: str | None) -> None:
-        self.writer.add(
-            error_row(
-                row_id=row_id, job_id=self.job_id, request_id=request_id, error=error, model=model
-            )
-        )
-        self.summary.record_error(error)
+    def fits(self, estimate: Decimal, rows: int) -> bool:
+        """Whether ``rows`` rows estimated at ``estimate`` fit in the budget cap (spend so far
+        plus open reservations); if not, they count as not started and the run stops
+        starting rows."""
+        if self.budget_usd is None:
+            return True
+        if self.summary.spend + self.reserved + estimate <= self.budget_usd:
+            return True
+        self.summary.not_started += rows
+        self.summary.budget_stopped = True
+        return False
 
     # ------------------------------------------------------------------ submit
     async def _submit(self, batch: PlannedBatch, index: int) -> None:
         estimate = batch.estimate()
-        if self.budget_usd is not None:
-            if self.summary.spend + self.reserved + estimate > self.budget_usd:
-                self.summary.not_started += len(batch.rows)
-                self.summary.budget_stopped = True
-                return
+        if not self.fits(estimate, len(batch.rows)):
+            return
         self.reserved += estimate
         pairs = [(row.request_id, row.row_id) for row in batch.rows]
         self.journal.append(
@@ -311,7 +312,7 @@ class ProviderBatchRun:
         except LLMError as error:
             self.reserved -= estimate
             for row in batch.rows:
-                self._error(row.row_id, row.request_id, error, batch.model.name)
+                self.results.error(row.row_id, row.request_id, error, batch.model.name)
             return
         self.journal.append(
             "submitted",
@@ -344,7 +345,7 @@ class ProviderBatchRun:
                 error = row.error or LLMError("no result")
                 if row_id in self.known and self.retries.wants(row_id, error):
                     continue  # sent again in this run (see _retry)
-                self._error(row_id, row.custom_id, error, model.name)
+                self.results.error(row_id, row.custom_id, error, model.name)
                 continue
             response = call_response(
                 model,
@@ -358,19 +359,10 @@ class ProviderBatchRun:
             cost = response.cost.total_cost if response.cost else _ZERO
             response, problem = _structured(response, self.schemas.get(row_id))
             if problem is not None:  # answered (and billed), but not what the schema asks
-                self._error(row_id, row.custom_id, problem, model.name)
+                self.results.error(row_id, row.custom_id, problem, model.name)
                 self.summary.cost += cost
             else:
-                self.writer.add(
-                    ok_row(
-                        row_id=row_id,
-                        job_id=self.job_id,
-                        request_id=row.custom_id,
-                        response=response,
-                        latency_s=latency,
-                    )
-                )
-                self.summary.record_ok(response)
+                self.results.ok(row_id, row.custom_id, response, latency)
             actual += cost
             online = compute_cost(model, row.result.usage, at=now).total_cost
             self.batch_savings += online - cost
@@ -461,28 +453,17 @@ class ProviderBatchRun:
         estimate = estimate_cost(
             request.model, estimate_prompt_tokens(request), request.max_tokens
         ).total_cost
-        if self.budget_usd is not None:
-            if self.summary.spend + self.reserved + estimate > self.budget_usd:
-                self.summary.not_started += 1
-                self.summary.budget_stopped = True
-                return
+        if not self.fits(estimate, 1):
+            return
         assert self.online_call is not None
         try:
             response = await self.online_call(row)
         except LLMError as error:
-            self._error(row.row_id, row.request_id, error, request.model.name)
+            self.results.error(row.row_id, row.request_id, error, request.model.name)
             return
         now = datetime.now(UTC)
-        self.writer.add(  # at the price the call was metered at (nothing priced here)
-            ok_row(
-                row_id=row.row_id,
-                job_id=self.job_id,
-                request_id=row.request_id,
-                response=response,
-                latency_s=response.latency_s,
-            )
-        )
-        self.summary.record_ok(response)
+        # at the price the call was metered at (nothing priced here)
+        self.results.ok(row.row_id, row.request_id, response, response.latency_s)
         if self.ledger is not None:
             record = LedgerRecord.from_response(
                 response,
