@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from jobs.batch import build_parser, main, resolve_mode, run_job
+from jobs.batch_dryrun import batch_cost_estimates
 from jobs.batch_input import read_rows
 from jobs.batch_output import OutputWriter, read_output, scan_done_ids
 from jobs.costs import format_report, scan
-from jobs.provider_batch import ProviderBatchRun, batch_cost_estimates
+from jobs.provider_batch import ProviderBatchRun
 from llm.emulator.batch_store import batch_service
 from llm.emulator.server import settings_for, start_in_thread
 from llm.pricing import compute_cost
