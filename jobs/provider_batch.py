@@ -53,7 +53,8 @@ from llm.exceptions import InvalidRequestError, LLMError, StructuredOutputError
 from llm.executor import Executed
 from llm.pricing import compute_cost
 from llm.providers.base import ProviderRequest
-from llm.providers.batch_base import BatchAdapter, BatchRow, BatchStatus, make_batch_adapter
+from llm.providers.batch_base import BatchAdapter, BatchRow, BatchStatus
+from llm.providers.factory import make_batch_adapter
 from llm.registry import resolve_model
 from llm.service_response import call_response
 from llm.structured import parse_structured

@@ -356,7 +356,7 @@ def test_batch_mode_writes_rows_too_large_for_a_batch_as_errors(emu, tmp_path, m
 
 def test_a_transient_poll_failure_is_retried(emu, tmp_path):
     from llm.exceptions import ProviderConnectionError
-    from llm.providers.batch_base import make_batch_adapter
+    from llm.providers.factory import make_batch_adapter
 
     failures = {"left": 2}
 
