@@ -483,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _usage_error(problem)
     settings = load_settings()
     if args.dry_run:
-        from jobs.provider_batch import batch_cost_estimates, format_batch_costs
+        from jobs.batch_dryrun import batch_cost_estimates, format_batch_costs
 
         report = dry_run(read_rows(args.input), default_model=settings.default_model)
         print(format_dry_run(report))

@@ -189,6 +189,52 @@ class BatchSummary:
         }
 
 
+@dataclass
+class RowResults:
+    """The one place a finished row becomes an output row: it writes the row
+    (:func:`~jobs.batch_output.ok_row` / :func:`~jobs.batch_output.error_row`) and counts it
+    in the run's :class:`BatchSummary`. Used by :func:`run_batch` and by ``--mode batch``
+    (:mod:`jobs.provider_batch`, :mod:`jobs.batch_retry`)."""
+
+    writer: RowWriter
+    summary: BatchSummary
+    job_id: str
+
+    def ok(self, row_id: str, request_id: str, response: LLMResponse, latency_s: float) -> None:
+        """Write an answered row at the price its call was metered at."""
+        self.writer.add(
+            ok_row(
+                row_id=row_id,
+                job_id=self.job_id,
+                request_id=request_id,
+                response=response,
+                latency_s=latency_s,
+            )
+        )
+        self.summary.record_ok(response)
+
+    def error(
+        self,
+        row_id: str,
+        request_id: str,
+        error: BaseException,
+        model: str | None,
+        latency_s: float = 0.0,
+    ) -> None:
+        """Write a failed row (its error type and message, zero cost)."""
+        self.writer.add(
+            error_row(
+                row_id=row_id,
+                job_id=self.job_id,
+                request_id=request_id,
+                error=error,
+                model=model,
+                latency_s=latency_s,
+            )
+        )
+        self.summary.record_error(error)
+
+
 class BudgetGuard:
     """Admits rows while the job's spend plus upper estimates stays within ``limit_usd``."""
 
@@ -263,6 +309,7 @@ class _BatchRun:
         if budget is not None:
             self.summary.budget_usd = budget.limit_usd
             self.summary.spent_before = budget.spent_before
+        self.results = RowResults(writer, self.summary, config.job_id)
         self.in_flight: dict[asyncio.Task[_Outcome], tuple[RowRequest, Decimal]] = {}
         self.seen: set[str] = set()
         self.lines = 0
@@ -343,7 +390,7 @@ class _BatchRun:
         self.seen.add(item.row_id)
         request_id = row_request_id(self.config.job_id, item.row_id)
         if isinstance(item, InvalidRow):
-            self._write_error(item.row_id, request_id, item.error, item.model, 0.0)
+            self.results.error(item.row_id, request_id, item.error, item.model)
             return None
         return item.for_job(self.config.job_id, request_id)
 
@@ -379,44 +426,15 @@ class _BatchRun:
         actual = _ZERO
         if outcome.response is not None:
             response = outcome.response
-            self.writer.add(
-                ok_row(
-                    row_id=row.row_id,
-                    job_id=row.job_id,
-                    request_id=row.request_id,
-                    response=response,
-                    latency_s=outcome.latency_s,
-                )
-            )
-            self.summary.record_ok(response)
+            self.results.ok(row.row_id, row.request_id, response, outcome.latency_s)
             actual = response.cost.total_cost if response.cost is not None else _ZERO
         else:
             assert outcome.error is not None
-            self._write_error(
+            self.results.error(
                 row.row_id, row.request_id, outcome.error, row.model, outcome.latency_s
             )
         if self.budget is not None:
             self.budget.settle(reserved, actual)
-
-    def _write_error(
-        self,
-        row_id: str,
-        request_id: str,
-        error: BaseException,
-        model: str | None,
-        latency_s: float,
-    ) -> None:
-        self.writer.add(
-            error_row(
-                row_id=row_id,
-                job_id=self.config.job_id,
-                request_id=request_id,
-                error=error,
-                model=model,
-                latency_s=latency_s,
-            )
-        )
-        self.summary.record_error(error)
 
     async def _count_rest(self, source: AsyncIterator[Any]) -> int:
         rest = 0

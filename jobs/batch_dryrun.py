@@ -5,8 +5,9 @@ A dry run reads every row, prepares it exactly as the service does (the row's on
 typed errors) and, per model, sums rows, estimated prompt tokens
 (:func:`llm.providers.common.estimate_prompt_tokens`: exact against the emulator), the
 output bound (the sum of ``max_tokens``) and a cost range from the input-only price to
-the price with every row using its whole output budget (no caching assumed). It calls
-nothing, starts nothing and writes nothing.
+the price with every row using its whole output budget (no caching assumed), and per model
+the same upper bound online and at batch prices (:func:`batch_cost_estimates`, the table of
+``--mode batch``/``auto``). It calls nothing, starts nothing and writes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from llm.exceptions import LLMError
 from llm.pricing import estimate_cost
 from llm.providers.base import ProviderRequest
 from llm.providers.common import estimate_prompt_tokens
+
+_ZERO = Decimal(0)
 
 
 def build_request(
@@ -153,4 +156,44 @@ def format_dry_run(report: DryRunReport) -> str:
         lines.append(f"  {error_type}: {count}")
     if report.duplicates:
         lines.append(f"Duplicate ids (skipped): {report.duplicates}")
+    return "\n".join(lines)
+
+
+def batch_cost_estimates(
+    rows: Iterable[InputItem], *, default_model: str
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """Per model: (online, batch) upper cost bound of the valid rows (for the dry run)."""
+    out: dict[str, tuple[Decimal, Decimal]] = {}
+    for item in rows:
+        if isinstance(item, InvalidRow):
+            continue
+        try:
+            request = build_request(item, default_model=default_model)
+        except LLMError:
+            continue
+        tokens = estimate_prompt_tokens(request)
+        online = estimate_cost(request.model, tokens, request.max_tokens).total_cost
+        batch = estimate_cost(
+            request.model, tokens, request.max_tokens, service_tier="batch"
+        ).total_cost
+        before = out.get(request.model.name, (_ZERO, _ZERO))
+        out[request.model.name] = (before[0] + online, before[1] + batch)
+    return out
+
+
+def format_batch_costs(costs: dict[str, tuple[Decimal, Decimal]]) -> str:
+    """The dry run's online-vs-batch table (upper bounds)."""
+    lines = [
+        f"{'model':<26}{'online max $':>16}{'batch max $':>16}{'saving $':>14}",
+        "-" * 72,
+    ]
+    total_online = total_batch = _ZERO
+    for name, (online, batch) in sorted(costs.items(), key=lambda kv: -kv[1][0]):
+        total_online += online
+        total_batch += batch
+        lines.append(f"{name[:25]:<26}{online:>16.4f}{batch:>16.4f}{online - batch:>14.4f}")
+    lines.append("-" * 72)
+    lines.append(
+        f"{'TOTAL':<26}{total_online:>16.4f}{total_batch:>16.4f}{total_online - total_batch:>14.4f}"
+    )
     return "\n".join(lines)

@@ -6,10 +6,12 @@ rows go to the one :class:`~actors.ledger_actor.LedgerActor` of the cluster
 deduplicated by request id), exactly like the rows the provider actors write for online
 calls, so ``jobs.costs`` sees one ledger. With ``--runtime local`` (or without Ray) a
 :class:`~runtime.ledger_store.LedgerWriter` on ``LLM_LEDGER_DIR`` writes them in process.
+:func:`record_durably` appends to either and returns once the rows are durable.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
@@ -35,3 +37,15 @@ def batch_ledger(runtime: Any, ledger_dir: str) -> ActorLedger | LedgerWriter:
     if runtime is not None:
         return ActorLedger(runtime.ledger())
     return LedgerWriter(ledger_dir)
+
+
+async def record_durably(
+    ledger: ActorLedger | LedgerWriter | None, records: list[LedgerRecord]
+) -> None:
+    """Append ``records`` to ``ledger`` (if any) and wait until they are durable (the ledger
+    actor answers with a reference to await; a local writer returns once fsynced)."""
+    if ledger is None or not records:
+        return
+    appended = ledger.append(records, durable=True)
+    if inspect.isawaitable(appended):
+        await appended

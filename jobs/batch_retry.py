@@ -16,22 +16,40 @@ canceled it); they are written as retryable errors as before. A row that fails a
 its last retry is written with its last error. Nothing is paid twice: an expired or canceled
 row was never billed, and an errored row's retry gets a new batch id in the journal, so a
 crash re-attaches to the retry instead of sending it a third time.
+
+:func:`send_online` is the online path: each held row through the run's online call (the
+service's, so the runtime's retries and metering apply) at standard prices, one at a time,
+the budget cap checked first; the answer is written at the price the call was metered at and
+recorded in the job's ledger.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Literal
 
+from jobs.batch_core import RowResults
+from jobs.batch_input import RowRequest
+from jobs.batch_ledger import ActorLedger, record_durably
 from llm.exceptions import LLMError
+from llm.pricing import estimate_cost
+from llm.providers.base import ProviderRequest
 from llm.providers.batch_base import BatchRowCanceledError
+from llm.providers.common import estimate_prompt_tokens
+from llm.types import LLMResponse
+from runtime.ledger_store import LedgerRecord, LedgerWriter
 
 #: The providers' batch window: a new batch needs this much of the deadline left.
 BATCH_WINDOW_S = 24 * 3600.0
 
 RetryPath = Literal["batch", "online", "none"]
+OnlineCall = Callable[[RowRequest], Awaitable[LLMResponse]]
+#: The run's budget check: (upper estimate, rows) -> whether they may start.
+Fits = Callable[[Decimal, int], bool]
 
 
 @dataclass
@@ -79,3 +97,32 @@ class RowRetries:
         """The rows held since the last call (in the order they ended)."""
         rows, self.pending = self.pending, []
         return rows
+
+
+async def send_online(
+    items: Iterable[tuple[RowRequest, ProviderRequest]],
+    *,
+    call: OnlineCall,
+    fits: Fits,
+    results: RowResults,
+    ledger: ActorLedger | LedgerWriter | None,
+) -> None:
+    """Held rows through the online path at standard prices (see the module docstring)."""
+    for row, request in items:
+        estimate = estimate_cost(
+            request.model, estimate_prompt_tokens(request), request.max_tokens
+        ).total_cost
+        if not fits(estimate, 1):
+            continue  # counted as not started; a smaller row may still fit
+        try:
+            response = await call(row)
+        except LLMError as error:
+            results.error(row.row_id, row.request_id, error, request.model.name)
+            continue
+        now = datetime.now(UTC)
+        # at the price the call was metered at (nothing priced here)
+        results.ok(row.row_id, row.request_id, response, response.latency_s)
+        record = LedgerRecord.from_response(
+            response, job_id=results.job_id, row_id=row.row_id, request_id=row.request_id, ts=now
+        )
+        await record_durably(ledger, [record])

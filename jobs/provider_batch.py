@@ -1,14 +1,13 @@
 """``--mode batch`` of the batch job: rows through the providers' batch APIs at batch prices.
 
-:func:`run_provider_batches` validates every new row exactly as the online path does
-(:func:`jobs.batch_dryrun.build_request`; invalid rows become error rows), groups the rest by
-provider and model, and splits each group by the provider's size limits (request count and
-bytes, :class:`~llm.providers.batch_base.BatchAdapter`). Before a batch is submitted the
-budget cap reserves its estimated cost at batch prices (every row using its whole output
-budget); a batch that would pass the cap is not submitted and its rows count as not started.
-A row too large for its provider's batch is an error row, or, in ``auto`` mode
-(``leave_uncarried``), left for the online path. Anthropic rows sharing a cached prefix get
-the 1-hour cache TTL (:func:`batch_cache_ttl`). The batch id is journaled
+:class:`ProviderBatchRun` owns one run: intake, submission, polling, collection. It validates
+every new row exactly as the online path does (:func:`jobs.batch_dryrun.build_request`;
+invalid rows become error rows) and plans the rest into batches by provider and model within
+each provider's size limits (:mod:`jobs.batch_plan`). Before a batch is submitted the budget
+cap reserves its estimated cost at batch prices (every row using its whole output budget;
+:meth:`ProviderBatchRun.fits`); a batch that would pass the cap is not submitted and its rows
+count as not started. A row too large for its provider's batch is an error row, or, in
+``auto`` mode (``leave_uncarried``), left for the online path. The batch id is journaled
 (:class:`runtime.batch_journal.BatchJournal`, fsynced) the moment the provider accepts it.
 
 The run then polls every open batch and shows their states, rows answered and an ETA in the
@@ -16,46 +15,46 @@ job's progress view (:class:`~jobs.batch_progress.ProgressBar`: rich on a termin
 lines otherwise, e.g. under ``ray job submit``). As each batch ends it checks structured
 output against the row's schema (a batch cannot re-ask: a reply that does not validate is a
 ``StructuredOutputError`` row, billed), writes the batch's rows to the same Parquet output at
-once (and the same ledger, ``tier = "batch"``, deduplicated by request id) as the online path,
-then journals it collected.
+once (:class:`jobs.batch_core.RowResults`; and the same ledger, ``tier = "batch"``,
+deduplicated by request id, :mod:`jobs.batch_ledger`) as the online path, then journals it
+collected.
 
 A rerun (same ``--output``) re-attaches to the batches journaled but not collected instead of
 sending their rows again, skips rows already in the output, and sends the rest. Rows that
 expired, or failed with a retryable error, are sent again within the same run (a new batch,
-or online once the deadline no longer allows a batch; :mod:`jobs.batch_retry`), within the
-budget; rows of a canceled batch, and rows still failing after their retry, are written as
-retryable errors, so the next run sends them again.
+or online once the deadline no longer allows a batch: :mod:`jobs.batch_retry` decides which
+rows and which path, and sends the online ones), within the budget; rows of a canceled
+batch, and rows still failing after their retry, are written as retryable errors, so the
+next run sends them again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
-from jobs.batch_core import BatchSummary, row_request_id
+from jobs.batch_core import BatchSummary, RowResults, row_request_id
 from jobs.batch_dryrun import build_request
 from jobs.batch_input import InputItem, InvalidRow, RowRequest, parse_row
-from jobs.batch_ledger import ActorLedger
+from jobs.batch_ledger import ActorLedger, record_durably
 from jobs.batch_live import BatchWait, OpenBatch
-from jobs.batch_output import error_row, ok_row
+from jobs.batch_plan import PlannedBatch, batch_cache_ttl, plan_batches
 from jobs.batch_progress import ProgressBar
-from jobs.batch_retry import RowRetries
+from jobs.batch_retry import OnlineCall, RowRetries, send_online
 from llm.config import Settings
 from llm.exceptions import InvalidRequestError, LLMError, StructuredOutputError
 from llm.executor import Executed
-from llm.models import ModelInfo
-from llm.pricing import compute_cost, estimate_cost
+from llm.pricing import compute_cost
 from llm.providers.base import ProviderRequest
-from llm.providers.batch_base import BatchAdapter, BatchRow, BatchStatus, make_batch_adapter
-from llm.providers.common import estimate_prompt_tokens
+from llm.providers.batch_base import BatchAdapter, BatchRow, BatchStatus
+from llm.providers.factory import make_batch_adapter
 from llm.registry import resolve_model
 from llm.service_response import call_response
 from llm.structured import parse_structured
@@ -64,70 +63,7 @@ from runtime.batch_journal import BatchJournal, JournaledBatch
 from runtime.ledger_store import LedgerRecord, LedgerWriter
 
 AdapterFactory = Callable[[str, Settings], BatchAdapter]
-OnlineCall = Callable[[RowRequest], Awaitable[LLMResponse]]
 _ZERO = Decimal(0)
-
-
-@dataclass
-class PlannedBatch:
-    """Rows of one provider and model that fit in one batch."""
-
-    provider: str
-    model: ModelInfo
-    rows: list[RowRequest] = field(default_factory=list)
-    requests: list[ProviderRequest] = field(default_factory=list)
-    size_bytes: int = 0
-
-    def estimate(self) -> Decimal:
-        """Upper cost bound at batch prices (every row uses its whole output budget)."""
-        return sum(
-            (
-                estimate_cost(
-                    req.model, estimate_prompt_tokens(req), req.max_tokens, service_tier="batch"
-                ).total_cost
-                for req in self.requests
-            ),
-            _ZERO,
-        )
-
-
-def batch_cache_ttl(requests: list[ProviderRequest]) -> list[ProviderRequest]:
-    """Anthropic rows of one batch that cache a prefix use the 1-hour TTL when at least two
-    of them cache (a batch runs for minutes to hours, so a 5-minute entry would expire between
-    rows and be written again at 1.25x; one 2x write then serves every later row at 0.1x)."""
-    caching = [req for req in requests if req.enable_caching and req.model.provider == "anthropic"]
-    if len(caching) < 2:
-        return requests
-    chosen = {id(req) for req in caching}
-    return [
-        req.model_copy(update={"cache_ttl": "1h"}) if id(req) in chosen else req for req in requests
-    ]
-
-
-def plan_batches(
-    items: list[tuple[RowRequest, ProviderRequest]],
-    limits: Callable[[str], tuple[int, int]],
-    body_size: Callable[[str, BatchRow], int],
-) -> list[PlannedBatch]:
-    """Group rows by provider and model (first-seen order) and split each group so no batch
-    passes ``limits(provider)`` = (max requests, max bytes)."""
-    groups: dict[tuple[str, str], list[PlannedBatch]] = {}
-    for row, request in items:
-        provider = request.model.provider
-        max_requests, max_bytes = limits(provider)
-        size = body_size(provider, BatchRow(custom_id=row.request_id, request=request))
-        chunks = groups.setdefault((provider, request.model.name), [])
-        if (
-            not chunks
-            or len(chunks[-1].rows) >= max_requests
-            or chunks[-1].size_bytes + size > max_bytes
-        ):
-            chunks.append(PlannedBatch(provider, request.model))
-        chunk = chunks[-1]
-        chunk.rows.append(row)
-        chunk.requests.append(request)
-        chunk.size_bytes += size
-    return [chunk for chunks in groups.values() for chunk in chunks]
 
 
 @dataclass
@@ -175,6 +111,7 @@ class ProviderBatchRun:
         self._factory = adapter_factory or (lambda p, s: make_batch_adapter(p, s))
         self._adapters: dict[str, BatchAdapter] = {}
         self.summary = BatchSummary(spent_before=spent_before, budget_usd=budget_usd)
+        self.results = RowResults(writer, self.summary, job_id)
         self.reserved = _ZERO
         self.open: list[_Open] = []
         self.submitted = 0
@@ -237,7 +174,7 @@ class ProviderBatchRun:
             seen.add(item.row_id)
             request_id = row_request_id(self.job_id, item.row_id)
             if isinstance(item, InvalidRow):
-                self._error(item.row_id, request_id, item.error, item.model)
+                self.results.error(item.row_id, request_id, item.error, item.model)
                 continue
             row = item.for_job(self.job_id, request_id)
             try:
@@ -247,7 +184,7 @@ class ProviderBatchRun:
                     caching_default=self.settings.enable_caching,
                 )
             except LLMError as error:
-                self._error(row.row_id, request_id, error, row.model)
+                self.results.error(row.row_id, request_id, error, row.model)
                 continue
             self.known[row.row_id] = (row, request)
             provider = request.model.provider
@@ -261,7 +198,7 @@ class ProviderBatchRun:
                         provider=provider,
                         model=request.model.name,
                     )
-                    self._error(row.row_id, request_id, too_large, request.model.name)
+                    self.results.error(row.row_id, request_id, too_large, request.model.name)
                 continue
             valid.append((row, request))
         return valid
@@ -278,22 +215,23 @@ class ProviderBatchRun:
             return
         self.known[row.row_id] = (row, request)
 
-    def _error(self, row_id: str, request_id: str, error: BaseException, model: str | None) -> None:
-        self.writer.add(
-            error_row(
-                row_id=row_id, job_id=self.job_id, request_id=request_id, error=error, model=model
-            )
-        )
-        self.summary.record_error(error)
+    def fits(self, estimate: Decimal, rows: int) -> bool:
+        """Whether ``rows`` rows estimated at ``estimate`` fit in the budget cap (spend so far
+        plus open reservations); if not, they count as not started and the run stops
+        starting rows."""
+        if self.budget_usd is None:
+            return True
+        if self.summary.spend + self.reserved + estimate <= self.budget_usd:
+            return True
+        self.summary.not_started += rows
+        self.summary.budget_stopped = True
+        return False
 
     # ------------------------------------------------------------------ submit
     async def _submit(self, batch: PlannedBatch, index: int) -> None:
         estimate = batch.estimate()
-        if self.budget_usd is not None:
-            if self.summary.spend + self.reserved + estimate > self.budget_usd:
-                self.summary.not_started += len(batch.rows)
-                self.summary.budget_stopped = True
-                return
+        if not self.fits(estimate, len(batch.rows)):
+            return
         self.reserved += estimate
         pairs = [(row.request_id, row.row_id) for row in batch.rows]
         self.journal.append(
@@ -311,7 +249,7 @@ class ProviderBatchRun:
         except LLMError as error:
             self.reserved -= estimate
             for row in batch.rows:
-                self._error(row.row_id, row.request_id, error, batch.model.name)
+                self.results.error(row.row_id, row.request_id, error, batch.model.name)
             return
         self.journal.append(
             "submitted",
@@ -344,7 +282,7 @@ class ProviderBatchRun:
                 error = row.error or LLMError("no result")
                 if row_id in self.known and self.retries.wants(row_id, error):
                     continue  # sent again in this run (see _retry)
-                self._error(row_id, row.custom_id, error, model.name)
+                self.results.error(row_id, row.custom_id, error, model.name)
                 continue
             response = call_response(
                 model,
@@ -358,19 +296,10 @@ class ProviderBatchRun:
             cost = response.cost.total_cost if response.cost else _ZERO
             response, problem = _structured(response, self.schemas.get(row_id))
             if problem is not None:  # answered (and billed), but not what the schema asks
-                self._error(row_id, row.custom_id, problem, model.name)
+                self.results.error(row_id, row.custom_id, problem, model.name)
                 self.summary.cost += cost
             else:
-                self.writer.add(
-                    ok_row(
-                        row_id=row_id,
-                        job_id=self.job_id,
-                        request_id=row.custom_id,
-                        response=response,
-                        latency_s=latency,
-                    )
-                )
-                self.summary.record_ok(response)
+                self.results.ok(row_id, row.custom_id, response, latency)
             actual += cost
             online = compute_cost(model, row.result.usage, at=now).total_cost
             self.batch_savings += online - cost
@@ -384,8 +313,7 @@ class ProviderBatchRun:
                 )
             )
         self.writer.flush()
-        if self.ledger is not None and records:
-            await _durably(self.ledger.append(records, durable=True))
+        await record_durably(self.ledger, records)
         self.journal.append("collected", batch_id=batch.batch_id)
         self.reserved -= item.reserved
         self.collected += 1
@@ -452,46 +380,14 @@ class ProviderBatchRun:
                 await self._submit(batch, self.submitted)
             return
         assert self.online_call is not None
-        for row, request in items:
-            await self._online(row, request)
-        self.writer.flush()
-
-    async def _online(self, row: RowRequest, request: ProviderRequest) -> None:
-        """One held row through the online path at standard prices (budget first)."""
-        estimate = estimate_cost(
-            request.model, estimate_prompt_tokens(request), request.max_tokens
-        ).total_cost
-        if self.budget_usd is not None:
-            if self.summary.spend + self.reserved + estimate > self.budget_usd:
-                self.summary.not_started += 1
-                self.summary.budget_stopped = True
-                return
-        assert self.online_call is not None
-        try:
-            response = await self.online_call(row)
-        except LLMError as error:
-            self._error(row.row_id, row.request_id, error, request.model.name)
-            return
-        now = datetime.now(UTC)
-        self.writer.add(  # at the price the call was metered at (nothing priced here)
-            ok_row(
-                row_id=row.row_id,
-                job_id=self.job_id,
-                request_id=row.request_id,
-                response=response,
-                latency_s=response.latency_s,
-            )
+        await send_online(
+            items,
+            call=self.online_call,
+            fits=self.fits,
+            results=self.results,
+            ledger=self.ledger,
         )
-        self.summary.record_ok(response)
-        if self.ledger is not None:
-            record = LedgerRecord.from_response(
-                response,
-                job_id=self.job_id,
-                row_id=row.row_id,
-                request_id=row.request_id,
-                ts=now,
-            )
-            await _durably(self.ledger.append([record], durable=True))
+        self.writer.flush()
 
     # ------------------------------------------------------------------ run
     async def run(self, rows: Iterable[InputItem | dict[str, Any]]) -> BatchSummary:
@@ -521,12 +417,6 @@ class ProviderBatchRun:
         return self.summary
 
 
-async def _durably(appended: Any) -> None:
-    """Wait for a ledger append that answers later (the ledger actor's reference)."""
-    if inspect.isawaitable(appended):
-        await appended
-
-
 def _structured(
     response: LLMResponse, schema: dict[str, Any] | None
 ) -> tuple[LLMResponse, StructuredOutputError | None]:
@@ -545,43 +435,3 @@ def _structured(
         )
         return response, error
     return response.model_copy(update={"structured_output": value}), None
-
-
-def batch_cost_estimates(
-    rows: Iterable[InputItem], *, default_model: str
-) -> dict[str, tuple[Decimal, Decimal]]:
-    """Per model: (online, batch) upper cost bound of the valid rows (for the dry run)."""
-    out: dict[str, tuple[Decimal, Decimal]] = {}
-    for item in rows:
-        if isinstance(item, InvalidRow):
-            continue
-        try:
-            request = build_request(item, default_model=default_model)
-        except LLMError:
-            continue
-        tokens = estimate_prompt_tokens(request)
-        online = estimate_cost(request.model, tokens, request.max_tokens).total_cost
-        batch = estimate_cost(
-            request.model, tokens, request.max_tokens, service_tier="batch"
-        ).total_cost
-        before = out.get(request.model.name, (_ZERO, _ZERO))
-        out[request.model.name] = (before[0] + online, before[1] + batch)
-    return out
-
-
-def format_batch_costs(costs: dict[str, tuple[Decimal, Decimal]]) -> str:
-    """The dry run's online-vs-batch table (upper bounds)."""
-    lines = [
-        f"{'model':<26}{'online max $':>16}{'batch max $':>16}{'saving $':>14}",
-        "-" * 72,
-    ]
-    total_online = total_batch = _ZERO
-    for name, (online, batch) in sorted(costs.items(), key=lambda kv: -kv[1][0]):
-        total_online += online
-        total_batch += batch
-        lines.append(f"{name[:25]:<26}{online:>16.4f}{batch:>16.4f}{online - batch:>14.4f}")
-    lines.append("-" * 72)
-    lines.append(
-        f"{'TOTAL':<26}{total_online:>16.4f}{total_batch:>16.4f}{total_online - total_batch:>14.4f}"
-    )
-    return "\n".join(lines)

@@ -8,6 +8,9 @@ retry policy around each call); the Ray executor (``runtime="ray"``) implements 
 
 Streams are retried only until the first text chunk has reached the caller: after that a
 failure is raised, because the caller has already seen part of an answer.
+:func:`retried_stream` is that loop, the one both :class:`LocalExecutor` and the runtime's
+engine (:meth:`runtime.engine.ProviderEngine.execute_stream`, each attempt under its
+per-attempt policies) stream through.
 
 The one seam upward. Imports point one way, ``actors`` -> ``runtime`` -> ``llm``, with a
 single exception: :func:`default_executor`, the executor ``LLMService`` runs on when it is
@@ -198,22 +201,12 @@ class LocalExecutor:
     ) -> AsyncIterator[str | Executed]:
         """Stream ``request``; failures before the first text chunk are retried."""
         adapter = self.adapter(request.model.provider)
-
-        async def attempt(number: int) -> AsyncIterator[str | Executed]:
-            async with contextlib.aclosing(adapter.stream(request)) as stream:
-                async for item in stream:
-                    if isinstance(item, ProviderResult):
-                        yield Executed(result=item, attempts=number)
-                        return
-                    if item:
-                        yield item
-            raise ProviderConnectionError(
-                "stream ended without a final result",
-                provider=request.model.provider,
-                model=request.model.name,
-            )
-
-        stream = self.retry_policy.run_stream(attempt, on_retry=_retry_logger(request, ctx))
+        stream = retried_stream(
+            self.retry_policy,
+            lambda: adapter.stream(request),
+            request,
+            on_retry=_retry_logger(request, ctx),
+        )
         async with contextlib.aclosing(stream) as items:
             async for item in items:
                 yield item
@@ -223,6 +216,38 @@ class LocalExecutor:
         adapters, self._adapters = list(self._adapters.values()), {}
         for adapter in adapters:
             await adapter.aclose()
+
+
+async def retried_stream(
+    policy: RetryPolicy,
+    stream_once: Callable[[], AsyncIterator[str | ProviderResult]],
+    request: ProviderRequest,
+    *,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> AsyncIterator[str | Executed]:
+    """The text chunks of one streamed call, then one :class:`Executed` (its attempts
+    counted). Each attempt is ``stream_once()``: non-empty text chunks, ending with the
+    :class:`~llm.providers.base.ProviderResult`; one that ends without it fails with
+    :class:`~llm.exceptions.ProviderConnectionError`. ``policy`` retries an attempt only
+    while nothing has been yielded (:meth:`~llm.retry.RetryPolicy.run_stream`)."""
+
+    async def attempt(number: int) -> AsyncIterator[str | Executed]:
+        async with contextlib.aclosing(stream_once()) as stream:
+            async for item in stream:
+                if isinstance(item, ProviderResult):
+                    yield Executed(result=item, attempts=number)
+                    return
+                if item:
+                    yield item
+        raise ProviderConnectionError(
+            "stream ended without a final result",
+            provider=request.model.provider,
+            model=request.model.name,
+        )
+
+    async with contextlib.aclosing(policy.run_stream(attempt, on_retry=on_retry)) as items:
+        async for item in items:
+            yield item
 
 
 def _retry_logger(

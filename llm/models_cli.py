@@ -11,7 +11,7 @@ no network)::
 
 Prices are USD per million tokens at the standard (not long-context) rates in force on the
 day; ``status`` is ``active``, ``legacy`` (served but superseded), ``deprecated`` or
-``retired``. ``llm/models.py`` runs :func:`main` when executed as a module.
+``retired``. ``llm/models/__main__.py`` runs :func:`main` when the package is executed.
 """
 
 from __future__ import annotations

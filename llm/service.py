@@ -54,6 +54,21 @@ __all__ = ["LLMService", "ModelLifecycleWarning", "ResponseStream"]
 RUNTIMES = ("local", "ray")
 MessagesArg = Sequence[Message | dict[str, Any]]
 ToolsArg = Sequence[ToolSpec | dict[str, Any]]
+#: The request options :meth:`LLMService.generate` and :meth:`LLMService.generate_stream`
+#: take, passed on to :meth:`LLMService._prepare` by name.
+_REQUEST_OPTIONS = (
+    "max_tokens",
+    "temperature",
+    "enable_caching",
+    "structured_output_schema",
+    "tools",
+    "tool_choice",
+    "reasoning_effort",
+    "timeout",
+    "cache_ttl",
+    "task",
+    "budget",
+)
 
 
 class LLMService:
@@ -137,13 +152,29 @@ class LLMService:
             model, task, budget, default_model=self.settings.default_model, today=self._today
         )
 
-    def _warn_lifecycle(self, model: ModelInfo, *, stacklevel: int = 4) -> None:
+    def _warn_lifecycle(self, model: ModelInfo, *, stacklevel: int) -> None:
         if model.name in self._warned:
             return
         self._warned.add(model.name)
         text = lifecycle_warning(model, today=self._today)
         if text:
             warnings.warn(text, ModelLifecycleWarning, stacklevel=stacklevel)
+
+    def _begin(self, arguments: dict[str, Any]) -> tuple[ProviderRequest, CallContext]:
+        """The prepared request and call context of a :meth:`generate` or
+        :meth:`generate_stream` call, from the call's arguments (its ``locals()`` before
+        anything else is bound), so that the two public signatures and :meth:`_prepare`'s are
+        the only lists of the request options (``tests/test_service.py`` checks they agree).
+        """
+        options = {name: arguments[name] for name in _REQUEST_OPTIONS}
+        request = self._prepare(arguments["model"], arguments["messages"], **options)
+        model, task = arguments["model"], arguments["task"]
+        ctx = _context(
+            arguments["request_id"] or uuid.uuid4().hex,
+            dict(arguments["metadata"] or {}),
+            routed=model is None and task is not None,
+        )
+        return request, ctx
 
     def _prepare(
         self,
@@ -164,7 +195,7 @@ class LLMService:
     ) -> ProviderRequest:
         info = self._pick_model(model, task, budget)
         check_not_retired(info, today=self._today)  # the provider would answer 404
-        self._warn_lifecycle(info)  # stacklevel: the caller of generate
+        self._warn_lifecycle(info, stacklevel=5)  # the caller of generate (via _begin)
         caching = self.settings.enable_caching if enable_caching is None else bool(enable_caching)
         request = prepare_request(
             info,
@@ -241,25 +272,7 @@ class LLMService:
         ``model=None`` picks the recommendation for ``task``/``budget`` if given, else
         ``settings.default_model``. Raises :mod:`llm.exceptions` errors only.
         """
-        options = dict(
-            max_tokens=max_tokens,
-            temperature=temperature,
-            enable_caching=enable_caching,
-            structured_output_schema=structured_output_schema,
-            tools=tools,
-            tool_choice=tool_choice,
-            reasoning_effort=reasoning_effort,
-            timeout=timeout,
-            cache_ttl=cache_ttl,
-            task=task,
-            budget=budget,
-        )
-        request = self._prepare(model, messages, **options)
-        ctx = _context(
-            request_id or uuid.uuid4().hex,
-            dict(metadata or {}),
-            routed=model is None and task is not None,
-        )
+        request, ctx = self._begin(locals())
         return await self._send(request, ctx)
 
     async def _send(self, request: ProviderRequest, ctx: CallContext) -> LLMResponse:
@@ -329,23 +342,8 @@ class LLMService:
         The request is checked at once (errors raise here); structured output is validated
         when the stream ends (no re-ask: the text has already been shown).
         """
-        options = dict(
-            max_tokens=max_tokens,
-            temperature=temperature,
-            enable_caching=enable_caching,
-            structured_output_schema=structured_output_schema,
-            tools=tools,
-            tool_choice=tool_choice,
-            reasoning_effort=reasoning_effort,
-            timeout=timeout,
-            cache_ttl=cache_ttl,
-            task=task,
-            budget=budget,
-        )
-        request = self._prepare(model, messages, **options)
-        call_id = request_id or uuid.uuid4().hex
-        meta = dict(metadata or {})
-        ctx = _context(call_id, meta, routed=model is None and task is not None)
+        request, ctx = self._begin(locals())
+        call_id, meta = ctx.request_id, ctx.metadata
         started = self._clock()
 
         def finish(executed: Executed) -> LLMResponse:

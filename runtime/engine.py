@@ -63,7 +63,7 @@ from pydantic import BaseModel, ConfigDict
 
 from llm.config import Settings
 from llm.exceptions import LLMError, ProviderConnectionError, RateLimitError
-from llm.executor import CallContext, Executed
+from llm.executor import CallContext, Executed, retried_stream
 from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult, RateLimitSnapshot
 from llm.providers.common import estimate_prompt_tokens
 from llm.providers.factory import create_adapter
@@ -459,24 +459,17 @@ class ProviderEngine:
 
     # --- streaming ----------------------------------------------------------------------
 
-    async def _stream_with_retries(
+    def _stream_with_retries(
         self, request: ProviderRequest, ctx: CallContext
     ) -> AsyncIterator[str | Executed]:
-        """Text chunks then one Executed; retried while nothing has been yielded."""
-
-        async def attempt(number: int) -> AsyncIterator[str | Executed]:
-            async with contextlib.aclosing(self._stream_once(request)) as stream:
-                async for item in stream:
-                    if isinstance(item, ProviderResult):
-                        yield Executed(result=item, attempts=number)
-                        return
-                    yield item
-            raise self._no_final_result(request)  # pragma: no cover (_stream_once ends so)
-
-        stream = self.retry_policy.run_stream(attempt, on_retry=self._on_retry(request, ctx))
-        async with contextlib.aclosing(stream) as items:
-            async for item in items:
-                yield item
+        """Text chunks then one Executed; retried while nothing has been yielded (the loop
+        shared with the plain executor, :func:`llm.executor.retried_stream`)."""
+        return retried_stream(
+            self.retry_policy,
+            lambda: self._stream_once(request),
+            request,
+            on_retry=self._on_retry(request, ctx),
+        )
 
     async def _stream_once(self, request: ProviderRequest) -> AsyncIterator[str | ProviderResult]:
         """One streamed attempt under every per-attempt policy; ends with the ProviderResult."""

@@ -22,7 +22,11 @@ appends to and closes it (seals it) at ``SEGMENT_MAX_BYTES`` (8 MiB), on ``close
 dying; it never reopens one. The LedgerActor removes a sealed segment once its rows are in
 Parquet and its results are no longer needed, copying the few still needed elsewhere first
 (:meth:`actors.ledger_actor.LedgerActor.compact`), so the journal holds the work in flight
-rather than the ledger's history.
+rather than the ledger's history. It compacts every 10 s and when a driver's
+:meth:`~actors.runtime.Runtime.shutdown` ends a job (right after the final flush, so it costs
+an index query and an unlink per segment), so what a job leaves does not depend on the
+timer: the provider actors' open segments (each sealed at 8 MiB, on close or when its actor
+ends, and compacted in a later round) and the results a rerun may still ask for.
 
 :class:`GroupCommit` batches concurrent appends: rows that arrive while a write is under
 way go together in the next one (each waits for at most two ``fsync``).

@@ -20,8 +20,8 @@ from llm.providers.batch_base import (
     BatchRow,
     BatchRowCanceledError,
     BatchRowExpiredError,
-    make_batch_adapter,
 )
+from llm.providers.factory import make_batch_adapter
 from llm.registry import get_model_info
 from llm.service_response import call_response
 from llm.types import Message, MessageRole

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from jobs.batch import build_parser, main, resolve_mode, run_job
+from jobs.batch_dryrun import batch_cost_estimates
 from jobs.batch_input import read_rows
 from jobs.batch_output import OutputWriter, read_output, scan_done_ids
 from jobs.costs import format_report, scan
-from jobs.provider_batch import ProviderBatchRun, batch_cost_estimates
+from jobs.provider_batch import ProviderBatchRun
 from llm.emulator.batch_store import batch_service
 from llm.emulator.server import settings_for, start_in_thread
 from llm.pricing import compute_cost
@@ -355,7 +356,7 @@ def test_batch_mode_writes_rows_too_large_for_a_batch_as_errors(emu, tmp_path, m
 
 def test_a_transient_poll_failure_is_retried(emu, tmp_path):
     from llm.exceptions import ProviderConnectionError
-    from llm.providers.batch_base import make_batch_adapter
+    from llm.providers.factory import make_batch_adapter
 
     failures = {"left": 2}
 

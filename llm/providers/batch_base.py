@@ -10,6 +10,9 @@ and :meth:`cancel`. Batches are named by the provider's id, which callers journa
 moment :meth:`submit` returns. :func:`row_error` maps a row's HTTP status and message to
 the same error classes the online adapters raise; rows a batch never ran end as
 :class:`BatchRowExpiredError` or :class:`BatchRowCanceledError` (retryable).
+
+The per-provider modules depend on this one, never the reverse: the adapter for a provider
+name comes from :func:`llm.providers.factory.make_batch_adapter`.
 """
 
 from __future__ import annotations
@@ -181,20 +184,3 @@ def batch_model(rows: list[BatchRow], *, one_model: str | None = None) -> ModelI
         if len(models) != 1:
             raise ValueError(f"{one_model} batch carries one model, got {sorted(models)}")
     return rows[0].request.model
-
-
-def make_batch_adapter(provider: str, settings: Any, **kwargs: Any) -> BatchAdapter:
-    """The batch adapter of ``provider`` (``anthropic``, ``openai`` or ``google``)."""
-    if provider == "anthropic":
-        from llm.providers.anthropic_batch import AnthropicBatchAdapter
-
-        return AnthropicBatchAdapter(settings, **kwargs)
-    if provider == "openai":
-        from llm.providers.openai_batch import OpenAIBatchAdapter
-
-        return OpenAIBatchAdapter(settings, **kwargs)
-    if provider == "google":
-        from llm.providers.google_batch import GoogleBatchAdapter
-
-        return GoogleBatchAdapter(settings, **kwargs)
-    raise ValueError(f"no batch API for provider {provider!r}")

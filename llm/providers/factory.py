@@ -1,18 +1,24 @@
-"""The adapter factory: one :class:`ProviderAdapter` per provider name, modules imported lazily.
+"""The adapter factories: one :class:`ProviderAdapter`, or one batch adapter, per provider name,
+modules imported lazily.
 
 Importing this module imports no SDK; ``create_adapter("openai", ...)`` imports only the
-OpenAI adapter (and so the ``openai`` package).
+OpenAI adapter (and so the ``openai`` package), ``make_batch_adapter("openai", ...)`` only
+the OpenAI batch adapter. The per-provider modules do not import this one.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 
 from llm.config import Settings
 from llm.exceptions import ConfigurationError
 from llm.providers.base import ProviderAdapter
+
+if TYPE_CHECKING:
+    from llm.providers.batch_base import BatchAdapter
 
 #: provider -> (module, class) of its adapter.
 _ADAPTERS: dict[str, tuple[str, str]] = {
@@ -37,3 +43,21 @@ def create_adapter(
         raise ConfigurationError(f"unknown provider {provider!r} (known: {known})") from None
     adapter_class = getattr(importlib.import_module(module_name), class_name)
     return adapter_class(settings, http_client=http_client, max_connections=max_connections)
+
+
+def make_batch_adapter(provider: str, settings: Any, **kwargs: Any) -> BatchAdapter:
+    """The batch adapter of ``provider`` (``anthropic``, ``openai`` or ``google``); raises
+    ``ValueError`` for a provider without a batch API."""
+    if provider == "anthropic":
+        from llm.providers.anthropic_batch import AnthropicBatchAdapter
+
+        return AnthropicBatchAdapter(settings, **kwargs)
+    if provider == "openai":
+        from llm.providers.openai_batch import OpenAIBatchAdapter
+
+        return OpenAIBatchAdapter(settings, **kwargs)
+    if provider == "google":
+        from llm.providers.google_batch import GoogleBatchAdapter
+
+        return GoogleBatchAdapter(settings, **kwargs)
+    raise ValueError(f"no batch API for provider {provider!r}")

@@ -2,8 +2,8 @@
 
 These are plain frozen values; :mod:`llm.registry` loads them from ``llm/data/models.toml``
 (plus a user's own file) and answers look-ups. Prices are USD per million tokens as
-:class:`~decimal.Decimal`. Run as ``python -m llm.models`` it lists the models
-(:mod:`llm.models_cli`).
+:class:`~decimal.Decimal`. ``python -m llm.models`` lists the models: the package's
+``__main__`` runs :mod:`llm.models_cli`, which depends on these types, not the reverse.
 """
 
 from __future__ import annotations
@@ -145,9 +145,3 @@ class ModelInfo(_Frozen):
 
     def status_on(self, today: dt.date | None = None) -> LifecycleStatus:
         return self.lifecycle.status_on(today or dt.date.today())
-
-
-if __name__ == "__main__":  # ``python -m llm.models``: the model-list CLI
-    from llm.models_cli import main
-
-    raise SystemExit(main())
