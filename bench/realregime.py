@@ -542,6 +542,7 @@ def _brief(figure: Figure) -> str:
     return (
         f"share {figure.ratio}, 429s {timeline.get('throttled')} "
         f"({timeline.get('throttled_after_first_s')} after 1 s), "
-        f"max in flight {timeline.get('max_in_flight')}, ok {figure.raw.get('ok')}, "
+        f"max in flight {timeline.get('max_in_flight')}, "
+        f"steady {timeline.get('steady_share')}, ok {figure.raw.get('ok')}, "
         f"failed {figure.raw.get('failed')}, unfinished {figure.raw.get('unfinished')}"
     )

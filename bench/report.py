@@ -51,7 +51,8 @@ def _detail_realregime(raw: dict[str, Any]) -> str:
         f"{raw.get('unfinished')} unfinished; 429s: {timeline.get('throttled')} "
         f"({timeline.get('throttled_after_first_s')} after 1 s); "
         f"max {timeline.get('max_in_flight')} in flight; {timeline.get('admitted_per_s')} "
-        f"admitted/s; CPU driver {raw.get('driver_cpu_s')} s"
+        f"admitted/s, {timeline.get('steady_share')} of the rate after 3 s; "
+        f"CPU driver {raw.get('driver_cpu_s')} s"
     )
     if raw.get("actor_cpu_s") is not None:
         text += f", Ray/actors {raw['actor_cpu_s']} s"

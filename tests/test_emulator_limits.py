@@ -152,6 +152,14 @@ def test_timeline_summary_counts_429s_after_the_first_second():
     assert summary["busy_s"] == 2.0 and summary["share_of_rate"] == pytest.approx(4 / 6, 1e-3)
     assert timeline.per_second() == [2, 1, 1]
     assert timeline.per_second(0.5) == [1, 1, 1, 0, 1]
+    assert summary["steady_share"] is None  # 2 s: no steady part after a 3 s start-up
+    steady = Timeline()
+    steady.request(0.0)
+    for index in range(100):  # 10 per second for 10 s, the first 3 s at half that
+        moment = index * 0.1
+        if moment >= 3.0 or index % 2 == 0:
+            steady.admit(moment)
+    assert steady.summary(rpm=600)["steady_share"] == pytest.approx(69 / (10 * 6.9), 1e-3)
     assert Timeline().summary(60)["share_of_rate"] is None
 
 

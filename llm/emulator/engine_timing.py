@@ -42,6 +42,10 @@ def latency_s(
     return median_ms / 1000 * math.exp(sigma * z)
 
 
+#: Seconds of start-up :meth:`Timeline.summary`'s ``steady_share`` leaves out.
+STEADY_AFTER_S = 3.0
+
+
 @dataclass
 class Timeline:
     """Admissions, 429s and concurrency of one emulator, on the engine's clock."""
@@ -76,7 +80,9 @@ class Timeline:
 
         The busy window runs from the first request to the last admission. The share is
         ``admissions / (rpm / 60 × window + one second's burst)``: 1.0 is every request the
-        account would admit in that window.
+        account would admit in that window. ``steady_share`` leaves out the start-up (the
+        first :data:`STEADY_AFTER_S` seconds): admissions after it over ``rpm / 60`` times the
+        rest of the window (None when that rest is shorter than the start-up itself).
         """
         start = self.first_request
         out: dict[str, Any] = {
@@ -86,6 +92,7 @@ class Timeline:
             "busy_s": 0.0,
             "admitted_per_s": None,
             "share_of_rate": None,
+            "steady_share": None,
             "max_in_flight": self.max_in_flight,
             "in_flight": self.in_flight,
         }
@@ -99,6 +106,10 @@ class Timeline:
         if rpm:
             budget = rpm / 60 * busy + max(1.0, rpm / 60)
             out["share_of_rate"] = round(len(self.admitted) / budget, 4)
+            rest = busy - STEADY_AFTER_S
+            if rest >= STEADY_AFTER_S:
+                later = sum(1 for t in self.admitted if t - start > STEADY_AFTER_S)
+                out["steady_share"] = round(later / (rpm / 60 * rest), 4)
         return out
 
     def per_second(self, bin_s: float = 1.0) -> list[int]:
