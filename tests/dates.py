@@ -5,8 +5,9 @@ lifecycle check (``LLMService``, the emulator's 404) with the real calendar woul
 failing on the model's retirement day. Tests whose subject is the lifecycle, or behaviour
 only a retiring model has, judge on :data:`REFERENCE_DAY` instead (``LLMService(today=...)``,
 an emulator :class:`~llm.emulator.engine.Engine` with :func:`wall_on`); every other test
-names models with no announced retirement (``tests/test_test_models.py`` checks that, and
-``make test-future`` runs the suite a year ahead under libfaketime).
+names models with no announced retirement. ``tests/conftest.py`` fails a test that judges a
+model whose lifecycle changes after :data:`REFERENCE_DAY` on the real calendar, and
+``make test-future`` runs the suite a year ahead under libfaketime.
 """
 
 from __future__ import annotations
