@@ -29,7 +29,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from llm.exceptions import ModelNotFoundError
-from llm.models import Capabilities, ModelInfo
+from llm.models import Capabilities, ModelInfo, lifecycle_day
 from llm.pricing import rates_on
 from llm.registry import Registry, get_registry
 
@@ -140,7 +140,7 @@ def rank_models(
     required = frozenset(require or ())
     for name in sorted(required):
         _check_choice("capability", name, _FLAGS)
-    day = today or dt.date.today()
+    day = lifecycle_day(today)
     candidates = _candidates(task, day, required, registry or get_registry())
     return sorted(candidates, key=_sort_key(task, budget, day))
 
@@ -175,7 +175,7 @@ def fallback_models(
     reasoning). "Best" is the closest match among current models (legacy ones follow):
     smallest ``|general score difference| + PRICE_WEIGHT x |log10 of the blended price ratio|``.
     """
-    day = today or dt.date.today()
+    day = lifecycle_day(today)
     needs = frozenset(name for name in CORE_CAPABILITIES if getattr(model.capabilities, name))
     others = [
         candidate

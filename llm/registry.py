@@ -54,7 +54,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llm.exceptions import ModelNotFoundError, ModelRetiredError
-from llm.models import ModelInfo
+from llm.models import ModelInfo, lifecycle_day
 
 BUILTIN_FILE = Path(__file__).parent / "data" / "models.toml"
 MODELS_FILE_ENV = "LLM_MODELS_FILE"
@@ -212,7 +212,7 @@ class Registry:
         """Canonical names, optionally of one provider; retired models only on request."""
         if provider is not None and provider not in PROVIDERS:
             raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
-        day = today or dt.date.today()
+        day = lifecycle_day(today)
         return [
             model.name
             for model in self.models()

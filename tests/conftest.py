@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from tests.dates import REFERENCE_DAY, real_calendar_watch
 from tests.ledger_support import stop_followers  # noqa: F401 (a fixture)
 
 #: Used as the API key everywhere in tests; it must never show up in logs or outputs.
@@ -42,3 +43,25 @@ def ray_session():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _no_lifecycle_time_bombs(request):
+    """Fail a test that judges a model whose lifecycle still changes (a retirement date after
+    :data:`tests.dates.REFERENCE_DAY`) on the real calendar: the service or registry without
+    ``today``, or an emulator engine on the real wall clock (:func:`tests.dates.real_calendar_watch`).
+    Such a test would start failing on the model's retirement day. Pin the day
+    (``tests/dates.py``) or use a model with no announced retirement; a test whose assertions
+    hold on any day may say so with ``@pytest.mark.real_calendar``."""
+    if request.node.get_closest_marker("real_calendar"):
+        yield
+        return
+    with real_calendar_watch() as met:
+        yield
+    if met:
+        pytest.fail(
+            "judged on the real calendar, these lifecycles change after "
+            f"{REFERENCE_DAY} (the test would break on that day): {sorted(met)}; pin the day "
+            "(tests/dates.py) or use a model with no announced retirement",
+            pytrace=False,
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
+
 from jobs.batch import main
 from jobs.batch_dryrun import dry_run, format_dry_run, max_cost_or_zero
 from jobs.batch_input import parse_row, read_rows
@@ -94,6 +96,7 @@ def test_dry_run_matches_hand_counts(tmp_path):
     assert report.total.rows == 4
 
 
+@pytest.mark.real_calendar  # compares with the recommendation of the same day
 def test_task_rows_are_estimated_for_the_recommended_model():
     row = parse_row({"id": "t", "task": "classification", "budget": "low", "prompt": "x"}, 1)
     report = dry_run([row])

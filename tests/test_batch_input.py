@@ -6,6 +6,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from jobs.batch_input import InvalidRow, RowRequest, count_rows, parse_row, read_rows
 from llm.exceptions import InvalidRequestError
@@ -52,6 +53,7 @@ def test_prompt_shorthand_with_system_builds_messages():
     ]
 
 
+@pytest.mark.real_calendar  # compares with the recommendation of the same day
 def test_options_and_routing_reach_the_prepared_request():
     raw = {
         "id": 7,

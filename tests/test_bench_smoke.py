@@ -33,7 +33,7 @@ def limited_emulator():
 
 def _context(emulator: ThreadEmulator, tmp_path, tpm: int) -> RateContext:
     settings = bench_settings(emulator.base_url, tmp_path)
-    return RateContext(emulator.base_url, API_KEY, settings, "gpt-4.1", 600, tpm, 4)
+    return RateContext(emulator.base_url, API_KEY, settings, "gpt-6-luna", 600, tpm, 4)
 
 
 async def test_rate_run_counts_add_up_and_ratio_is_the_binding_share(limited_emulator, tmp_path):
@@ -101,7 +101,7 @@ async def test_cookbook_pauses_every_send_after_a_429(tmp_path):
         processor = CookbookProcessor(
             emulator.base_url + "/v1/chat/completions",
             API_KEY,
-            "gpt-4.1",
+            "gpt-6-luna",
             max_requests_per_minute=6000,
             max_tokens_per_minute=1_000_000,
             pause_s=0.2,

@@ -19,10 +19,11 @@ import jsonschema
 import pytest
 
 from llm.emulator import anthropic_wire
-from llm.emulator.engine import EmulatorConfig, Engine
+from llm.emulator.engine import EmulatorConfig
 from llm.emulator.protocol import EmuError
 from llm.emulator.server import Emulator, settings_for, start_in_thread
 from tests.conftest import SENTINEL_KEY
+from tests.dates import engine_on
 
 try:
     from llm.registry import get_model_info as LOOKUP
@@ -32,6 +33,7 @@ except ImportError:  # the registry is written in parallel; fall back to a tiny 
     LOOKUP = {"claude-sonnet-4-5": MODELS["claude-test"]}.get
 
 KEY = SENTINEL_KEY
+#: The wire tests pin the emulator's calendar (tests/dates.py): Sonnet 4.5 retires 2026-11-30.
 MODEL = "claude-sonnet-4-5"
 LONG_SYSTEM = " ".join(f"Rule {i}: answer plainly and cite the source." for i in range(120))
 SCHEMA = {
@@ -52,7 +54,7 @@ WEATHER = {
 
 
 async def _start(**config) -> Emulator:
-    engine = Engine(EmulatorConfig(api_key=KEY, **config), model_lookup=LOOKUP)
+    engine = engine_on(EmulatorConfig(api_key=KEY, **config), model_lookup=LOOKUP)
     emu = Emulator(engine.config, engine=engine)
     await emu.start()
     return emu
@@ -490,8 +492,8 @@ def test_cli_prints_base_url_and_serves():
         base_url = proc.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:")
         response = httpx2.post(
-            base_url + "/v1/messages/count_tokens",
-            json={"model": MODEL, "messages": _user("hello")},
+            base_url + "/v1/messages/count_tokens",  # a subprocess lives on today's date
+            json={"model": "claude-sonnet-5-5", "messages": _user("hello")},
             headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
         )
         assert response.status_code == 200 and response.json()["input_tokens"] > 0

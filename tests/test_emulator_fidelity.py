@@ -31,7 +31,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from llm.emulator.engine import EmulatorConfig, Engine
+from llm.emulator.engine import EmulatorConfig
 from llm.emulator.server import Emulator, settings_for
 from llm.models import Capabilities, ModelInfo, PriceTier, Pricing
 from llm.pricing import compute_cost
@@ -40,6 +40,7 @@ from llm.providers.google import GoogleAdapter
 from llm.registry import get_model_info, resolve_model
 from llm.types import Message, MessageRole
 from tests.conftest import SENTINEL_KEY
+from tests.dates import engine_on
 
 KEY = SENTINEL_KEY
 #: A pre-2.5 Gemini model (not in the registry any more) for the legacy response shape.
@@ -60,7 +61,9 @@ def _lookup(name: str) -> ModelInfo | None:
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
-    engine = Engine(EmulatorConfig(api_key=KEY, seed=7), model_lookup=_lookup)
+    # Gemini 2.5 and Sonnet 4.5 behaviours recorded from the real APIs: judged on a fixed day,
+    # since these models retire (tests/dates.py).
+    engine = engine_on(EmulatorConfig(api_key=KEY, seed=7), model_lookup=_lookup)
     emu = Emulator(engine.config, engine=engine)
     await emu.start()
     try:

@@ -23,6 +23,7 @@ from llm.emulator.engine_timing import Timeline, latency_s
 from llm.emulator.protocol import EmuError
 from llm.emulator.server import Emulator, EmulatorConfig
 from tests.conftest import SENTINEL_KEY
+from tests.dates import emulator_on
 from tests.test_emulator_engine import KEY, Clock, make_engine, req
 
 pytestmark = pytest.mark.filterwarnings(
@@ -171,7 +172,7 @@ async def _stats(emu: Emulator, per_second: bool = False) -> dict:
 
 
 async def test_anthropic_headers_on_every_answer_without_configured_limits():
-    async with Emulator(EmulatorConfig()) as emu:
+    async with emulator_on(EmulatorConfig()) as emu:
         async with anthropic.AsyncAnthropic(
             base_url=emu.base_url, api_key=SENTINEL_KEY, max_retries=0
         ) as client:
@@ -196,7 +197,7 @@ async def test_anthropic_headers_on_every_answer_without_configured_limits():
 
 
 async def test_openai_headers_on_every_answer_and_short_window_429():
-    async with Emulator(EmulatorConfig(rpm=60)) as emu:
+    async with emulator_on(EmulatorConfig(rpm=60)) as emu:
         async with openai.AsyncOpenAI(
             base_url=emu.base_url + "/v1", api_key=SENTINEL_KEY, max_retries=0
         ) as client:
@@ -224,7 +225,7 @@ async def test_openai_headers_on_every_answer_and_short_window_429():
 
 
 async def test_gemini_sends_no_limit_headers_but_its_429_names_the_quota():
-    async with Emulator(EmulatorConfig(rpm=60)) as emu:
+    async with emulator_on(EmulatorConfig(rpm=60)) as emu:
         client = genai.Client(
             api_key=SENTINEL_KEY, http_options=types.HttpOptions(base_url=emu.base_url)
         )
@@ -242,7 +243,7 @@ async def test_gemini_sends_no_limit_headers_but_its_429_names_the_quota():
 
 
 async def test_max_in_flight_counts_concurrent_admitted_calls():
-    async with Emulator(EmulatorConfig(latency_ms=300)) as emu:
+    async with emulator_on(EmulatorConfig(latency_ms=300)) as emu:
         async with anthropic.AsyncAnthropic(
             base_url=emu.base_url, api_key=SENTINEL_KEY, max_retries=0
         ) as client:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from llm import tokens
 from llm.emulator import openai_wire as wire
 from llm.emulator.protocol import EmuError, EmuRequest, EmuResult, EmuToolCall
+from tests.dates import emulator_on
 
 KEY = "sk-SENTINEL-0123456789abcdef-DO-NOT-LEAK"
 WEATHER_TOOL = {
@@ -466,7 +467,7 @@ async def emulator():
     started: list[tuple[Any, openai.AsyncOpenAI]] = []
 
     async def start(**config: Any) -> openai.AsyncOpenAI:
-        emu = server.Emulator(config_cls(api_key=KEY, **config))
+        emu = emulator_on(config_cls(api_key=KEY, **config))  # gpt-4o retires 2027-01-14
         await emu.__aenter__()
         client = openai.AsyncOpenAI(api_key=KEY, base_url=emu.base_url + "/v1", max_retries=0)
         started.append((emu, client))

@@ -76,6 +76,9 @@ def test_every_example_is_covered():
     assert on_disk == set(EXPECTED)
 
 
+# Examples run on the real calendar as a user's would (listing and recommending judge every
+# model on today's date); a model they call with a retirement date would warn (an error here).
+@pytest.mark.real_calendar
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 async def test_example_runs(name, emulator_env, capsys):
     module = load_example(name)

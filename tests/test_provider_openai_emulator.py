@@ -20,10 +20,13 @@ from llm.providers.base import ProviderRequest, ProviderResult, ToolSpec
 from llm.providers.common import estimate_prompt_tokens
 from llm.providers.openai import OpenAIAdapter
 from llm.types import ImageContent, Message, MessageRole, TextContent
+from tests.dates import emulator_on
 
 server = pytest.importorskip("llm.emulator.server")
 registry = pytest.importorskip("llm.registry")
 
+#: A chat model without reasoning; gpt-4.1 retires 2027-01-14, so the emulator is pinned to
+#: the reference day (tests/dates.py).
 GPT = registry.resolve_model("gpt-4.1")
 O4 = registry.resolve_model("gpt-5.6-terra")
 WEATHER = ToolSpec(
@@ -40,7 +43,7 @@ WEATHER = ToolSpec(
 
 @pytest.fixture(scope="module")
 async def adapter():
-    async with server.Emulator(server.EmulatorConfig()) as emu:
+    async with emulator_on(server.EmulatorConfig()) as emu:
         instance = OpenAIAdapter(server.settings_for(emu.base_url))
         yield instance
         await instance.aclose()
@@ -185,7 +188,7 @@ async def test_stream_cut_is_connection_error(adapter):
 
 async def test_rate_limit_headers_become_a_snapshot():
     # Slow refill (one request per 10 s, 10 tokens per s) keeps the numbers steady.
-    async with server.Emulator(server.EmulatorConfig(rpm=6, itpm=600)) as emu:
+    async with emulator_on(server.EmulatorConfig(rpm=6, itpm=600)) as emu:
         limited = OpenAIAdapter(server.settings_for(emu.base_url))
         result = await limited.generate(_req("hi"))
         await limited.aclose()

@@ -56,7 +56,7 @@ import httpx2
 import pytest
 
 from llm.config import Settings
-from llm.emulator.engine import EmulatorConfig, Engine
+from llm.emulator.engine import EmulatorConfig
 from llm.emulator.server import Emulator
 from llm.executor import CallContext, Executed
 from llm.models import Capabilities, ModelInfo, PriceTier, Pricing
@@ -69,6 +69,7 @@ from llm.types import Message, MessageRole
 from runtime.ledger_sink import MemoryLedger
 from runtime.local import EngineExecutor
 from tests import replay_support as rs
+from tests.dates import REFERENCE_DAY, engine_on
 
 pytestmark = pytest.mark.skipif(rs.CORPUS is None, reason="replay corpus absent")
 
@@ -350,18 +351,20 @@ def _called_a_tool(ex: rs.Exchange, status: int, raw: bytes) -> bool:
 
 
 def _retired_since_recording(ex: rs.Exchange) -> bool:
-    """Whether the recorded request names a model the registry says is retired today."""
+    """Whether the recorded request names a model the registry says is retired on the day the
+    emulator below lives on (:data:`tests.dates.REFERENCE_DAY`: the answer must not depend on
+    the date the suite runs)."""
     body = ex.request_body if isinstance(ex.request_body, dict) else {}
     name = body.get("model") or ""
     if not name:
         match = re.search(r"/models/([^/:]+)", urlsplit(ex.url).path)
         name = match.group(1) if match else ""
     info = get_model_info(name)
-    return info is not None and info.status_on() == "retired"
+    return info is not None and info.status_on(REFERENCE_DAY) == "retired"
 
 
 async def _send_recorded_requests() -> list[tuple[str, int, int, str]]:
-    engine = Engine(EmulatorConfig(api_key=None), model_lookup=_emulated_model)
+    engine = engine_on(EmulatorConfig(api_key=None), REFERENCE_DAY, model_lookup=_emulated_model)
     emulator = Emulator(engine.config, engine=engine)
     await emulator.start()
     problems: list[tuple[str, int, int, str]] = []

@@ -20,10 +20,12 @@ from llm.retry import RetryConfig  # noqa: E402
 from llm.service import LLMService  # noqa: E402
 from llm.types import ImageContent, Message, MessageRole, TextContent  # noqa: E402
 from tests.conftest import SENTINEL_KEY  # noqa: E402
+from tests.dates import REFERENCE_DAY  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::llm.service_checks.ModelLifecycleWarning")
 
-MODELS = ["claude-sonnet-4.6", "claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash-lite"]
+#: Models with no announced retirement: these tests must not depend on the date.
+MODELS = ["claude-sonnet-4.6", "claude-haiku-4.5", "gpt-6-luna", "gemini-2.5-flash-lite"]
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -168,14 +170,14 @@ async def test_structured_output(service, model):
 
 async def test_structured_output_reask_after_invalid_json(service):
     response = await service.generate(
-        model="gpt-4.1",
+        model="gpt-6-luna",
         messages=ask("Extract design tokens [[emu:invalid_json,times=1]]"),
         structured_output_schema=SCHEMA,
     )
     assert {"colors", "typography"} <= set(response.structured_output)
     assert response.attempts == 2
     assert response.cost == hand_cost(response)  # summed usage, one price tier
-    assert service.get_cost_stats()["by_model"]["gpt-4.1"]["requests"] == 2
+    assert service.get_cost_stats()["by_model"]["gpt-6-luna"]["requests"] == 2
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -226,7 +228,7 @@ async def test_reasoning_tokens(service):
     [
         ("claude-haiku-4.5", 429),
         ("claude-haiku-4.5", 529),
-        ("gpt-4.1", 429),
+        ("gpt-6-luna", 429),
         ("gemini-2.5-flash-lite", 429),
     ],
 )
@@ -260,10 +262,16 @@ async def test_provider_context_error_numbers(service, model):
     assert info.value.tokens_used > window
 
 
-async def test_preflight_context_error_numbers(service):
+async def test_preflight_context_error_numbers(emulator):
+    # gpt-4o's small window keeps the prompt small; it retires 2027-01-14, so the service
+    # judges lifecycles on the reference day (nothing is sent: the check is before sending).
+    service = LLMService(
+        settings=settings_for(emulator.base_url, api_key=SENTINEL_KEY), today=REFERENCE_DAY
+    )
     window = get_model_info("gpt-4o").context_window
     with pytest.raises(ContextLengthError) as info:
         await service.generate(model="gpt-4o", messages=ask("word " * (window * 2)))
+    await service.aclose()
     assert info.value.max_tokens == window
     assert info.value.tokens_used >= window * 2
 
@@ -271,7 +279,7 @@ async def test_preflight_context_error_numbers(service):
 async def test_offline_service_runs_its_own_emulator():
     service = LLMService(settings=Settings(), offline=True)
     try:
-        response = await service.generate(model="gpt-4.1", messages=ask("Hi"))
+        response = await service.generate(model="gpt-6-luna", messages=ask("Hi"))
         assert response.text and response.provider == "openai"
         assert service.settings.base_url("openai").endswith("/v1")
     finally:

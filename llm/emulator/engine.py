@@ -372,6 +372,7 @@ class Engine:
         return info
 
     def _retired(self, info: ModelInfo) -> bool:
+        """Retired on the UTC day of the injected wall clock (tests pin a day with ``wall``)."""
         today = dt.datetime.fromtimestamp(self._wall(), dt.UTC).date()
         return info.status_on(today) == "retired"
 

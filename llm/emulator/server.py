@@ -437,10 +437,15 @@ class Emulator:
 
 
 class EmulatorThread:
-    """An emulator on its own event loop in a daemon thread (for sync code and tests)."""
+    """An emulator on its own event loop in a daemon thread (for sync code and tests).
 
-    def __init__(self, config: EmulatorConfig | None = None) -> None:
-        self.emulator = Emulator(config)
+    ``engine`` as for :class:`Emulator` (e.g. one with an injected wall clock).
+    """
+
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, engine: Engine | None = None
+    ) -> None:
+        self.emulator = Emulator(config, engine=engine)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -484,9 +489,11 @@ class EmulatorThread:
             self._thread.join(timeout)
 
 
-def start_in_thread(config: EmulatorConfig | None = None) -> EmulatorThread:
+def start_in_thread(
+    config: EmulatorConfig | None = None, *, engine: Engine | None = None
+) -> EmulatorThread:
     """Start an emulator in a daemon thread; returns once it accepts connections."""
-    return EmulatorThread(config).start()
+    return EmulatorThread(config, engine=engine).start()
 
 
 def settings_for(

@@ -98,6 +98,13 @@ class Capabilities(_Frozen):
     sampling_params: bool = True
 
 
+def lifecycle_day(today: dt.date | None = None) -> dt.date:
+    """The day lifecycles are judged on: ``today`` when given, else the current UTC day. The
+    one place the registry reads the calendar (``LLMService(today=...)`` and the tests pin a
+    day; ``tests/conftest.py`` flags a test that lets a retiring model meet the real one)."""
+    return today if today is not None else dt.datetime.now(dt.UTC).date()
+
+
 class Lifecycle(_Frozen):
     status: LifecycleStatus = "active"
     deprecated_on: dt.date | None = None
@@ -144,4 +151,4 @@ class ModelInfo(_Frozen):
     speed: int = 5
 
     def status_on(self, today: dt.date | None = None) -> LifecycleStatus:
-        return self.lifecycle.status_on(today or dt.date.today())
+        return self.lifecycle.status_on(lifecycle_day(today))

@@ -99,7 +99,7 @@ def test_batch_job_runs_through_ray_job_submit(ray_head, tmp_path):
     rows = tmp_path / "rows.jsonl"
     with rows.open("w") as f:
         for i in range(12):
-            model = ("claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash-lite")[i % 3]
+            model = ("claude-haiku-4.5", "gpt-6-luna", "gemini-2.5-flash-lite")[i % 3]
             f.write(json.dumps({"id": f"r{i}", "model": model, "prompt": f"Say hi {i}"}) + "\n")
     output, ledger = tmp_path / "out", tmp_path / "ledger"
     env = dict(

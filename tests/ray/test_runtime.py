@@ -69,7 +69,7 @@ async def run_features(service, tag):
         await service.generate(model="claude-haiku-4.5", messages=ask(f"Explain caching {tag}")),
         await service.generate(model="gemini-2.5-flash-lite", messages=ask(f"Summarise {tag}")),
         await service.generate(
-            model="gpt-4.1",
+            model="gpt-6-luna",
             messages=ask(f"Extract design tokens {tag}"),
             structured_output_schema=SCHEMA,
         ),
@@ -91,7 +91,7 @@ async def run_features(service, tag):
         answers.append(
             await service.generate(model="claude-sonnet-4.6", messages=cached, enable_caching=True)
         )
-    stream = service.generate_stream(model="gpt-4.1", messages=ask(f"Write a story {tag}"))
+    stream = service.generate_stream(model="gpt-6-luna", messages=ask(f"Write a story {tag}"))
     chunks = [chunk async for chunk in stream]
     answers.append(stream.response)
     comparable = [answer.model_dump(include=COMPARED) for answer in answers]
@@ -127,7 +127,7 @@ async def test_every_feature_gives_the_same_answer_through_the_actors_as_in_proc
 @pytest.mark.ray
 async def test_ledger_total_is_the_exact_sum_of_the_answers_costs(runtime):
     service = LLMService(settings=runtime.settings, executor=runtime.executor())
-    models = ["claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash-lite", "claude-sonnet-4.6"]
+    models = ["claude-haiku-4.5", "gpt-6-luna", "gemini-2.5-flash-lite", "claude-sonnet-4.6"]
     ids = [f"cost-{i}" for i in range(12)]
     answers = await asyncio.gather(
         *(
@@ -186,7 +186,7 @@ async def test_llm_service_with_runtime_ray_sends_calls_through_the_actors(
     service = LLMService(settings=settings, runtime="ray", retry_config=FAST_RETRY)
     try:
         answer = await service.generate(
-            model="gpt-4.1", messages=ask("Through the actors?"), request_id="svc-1"
+            model="gpt-6-luna", messages=ask("Through the actors?"), request_id="svc-1"
         )
     finally:
         await service.aclose()

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 #: Same value as ``tests/conftest.py``'s SENTINEL_KEY: the only key the emulator accepts.
 SENTINEL = "sk-SENTINEL-0123456789abcdef-DO-NOT-LEAK"
-MODELS = ("claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash-lite")
+MODELS = ("claude-haiku-4.5", "gpt-6-luna", "gemini-2.5-flash-lite")
 KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GOOGLE_API_KEY")
 SHORT_FAULT_ROWS = 150
 FAULT_RATE = 0.1

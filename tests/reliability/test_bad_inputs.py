@@ -47,7 +47,7 @@ def _row(row_id: str, **fields: object) -> str:
 #: (line, expected error_type or "ok", expected output id). Ids ``line-N`` are filled in.
 CORPUS: list[tuple[str, str, str | None]] = [
     (_row("good-anthropic"), "ok", "good-anthropic"),
-    (_row("good-openai", model="gpt-4.1"), "ok", "good-openai"),
+    (_row("good-openai", model="gpt-6-luna"), "ok", "good-openai"),
     (_row("good-google", model="gemini-2.5-flash-lite"), "ok", "good-google"),
     (_row("good-image", messages=_image(PNG_1PX)), "ok", "good-image"),
     ('{"id": "torn", "model": "claude-haiku-4.5", "messa', "InvalidRequestError", None),

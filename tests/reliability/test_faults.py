@@ -92,7 +92,7 @@ def test_batch_job_survives_injected_faults_full(tmp_path) -> None:
 async def _stream_one(service: LLMService, index: int) -> tuple[str, str]:
     """Stream one call; ('ok', '') if the text adds up, ('error', type) for an LLMError."""
     stream = service.generate_stream(
-        "claude-haiku-4.5" if index % 2 else "gpt-4.1",
+        "claude-haiku-4.5" if index % 2 else "gpt-6-luna",
         [{"role": "user", "content": f"Stream number {index}, please."}],
         max_tokens=60,
     )

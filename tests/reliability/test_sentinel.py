@@ -76,18 +76,18 @@ def _exception_texts(error: BaseException) -> list[str]:
 async def _calls(service: LLMService) -> tuple[list[str], list[str]]:
     """Run successes and failures; return (texts to search, error type names)."""
     texts: list[str] = []
-    for model in ("claude-haiku-4.5", "gpt-4.1", "gemini-2.5-flash-lite"):
+    for model in ("claude-haiku-4.5", "gpt-6-luna", "gemini-2.5-flash-lite"):
         response = await service.generate(model, [{"role": "user", "content": PROMPT_MARK}])
         texts += [repr(response), str(response), response.model_dump_json()]
-    stream = service.generate_stream("gpt-4.1", [{"role": "user", "content": "stream please"}])
+    stream = service.generate_stream("gpt-6-luna", [{"role": "user", "content": "stream please"}])
     texts += [chunk async for chunk in stream] + [repr(stream.response)]
     failing = [
         ("gpt-17-ultra", "hello"),
         ("claude-haiku-4.5", "[[emu:fault=500]] hello"),
-        ("gpt-4.1", "[[emu:fault=429]] hello"),
+        ("gpt-6-luna", "[[emu:fault=429]] hello"),
         ("gemini-2.5-flash-lite", "[[emu:fault=503]] hello"),
         ("claude-haiku-4.5", "[[emu:fault=reset]] hello"),
-        ("gpt-4.1", "[[emu:fault=cut]] hello"),
+        ("gpt-6-luna", "[[emu:fault=cut]] hello"),
     ]
     kinds = []
     for model, text in failing:
@@ -97,7 +97,7 @@ async def _calls(service: LLMService) -> tuple[list[str], list[str]]:
             kinds.append(type(error).__name__)
             texts += _exception_texts(error)
     try:
-        await service.generate("gpt-4.1", [], max_tokens=20)
+        await service.generate("gpt-6-luna", [], max_tokens=20)
     except LLMError as error:
         kinds.append(type(error).__name__)
         texts += _exception_texts(error)
