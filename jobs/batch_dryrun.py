@@ -22,6 +22,7 @@ from llm.exceptions import LLMError
 from llm.pricing import estimate_cost
 from llm.providers.base import ProviderRequest
 from llm.providers.common import estimate_prompt_tokens
+from llm.providers.factory import output_token_limit
 
 _ZERO = Decimal(0)
 
@@ -51,12 +52,13 @@ def estimate_row(
     """Estimate one row (raises the service's typed error for an invalid row)."""
     request = build_request(row, default_model=default_model, caching_default=caching_default)
     tokens = estimate_prompt_tokens(request)
+    output_bound = output_token_limit(request)  # reasoning/thinking allowance included
     return RowEstimate(
         model=request.model.name,
         input_tokens=tokens,
-        max_output_tokens=request.max_tokens,
+        max_output_tokens=output_bound,
         min_cost=estimate_cost(request.model, tokens, 0).total_cost,
-        max_cost=estimate_cost(request.model, tokens, request.max_tokens).total_cost,
+        max_cost=estimate_cost(request.model, tokens, output_bound).total_cost,
     )
 
 

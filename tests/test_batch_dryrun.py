@@ -128,3 +128,28 @@ def test_cli_dry_run_calls_nothing_and_writes_nothing(tmp_path, capsys, monkeypa
     assert code == 0
     assert not output.exists()
     assert "DRY RUN" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "bound"),
+    [
+        # OpenAI reasoning model, default effort: max_completion_tokens = 10 + 8,192.
+        ("gpt-6-luna", {}, 10 + 8192),
+        # Claude with thinking: max_tokens = the thinking budget (low: 2,048) + 10.
+        ("claude-sonnet-5.5", {"reasoning_effort": "low"}, 2048 + 10),
+        # Gemini that thinks by default: maxOutputTokens = 10 + the high budget (24,576).
+        ("gemini-2.5-pro", {}, 10 + 24576),
+        # No reasoning: the bound is max_tokens.
+        ("claude-haiku-4.5", {}, 10),
+    ],
+)
+def test_budget_bound_counts_the_reasoning_allowance_sent_on_top(model, extra, bound):
+    # The budget guard reserves the most a row can be billed for; reasoning tokens are billed
+    # as output and the adapters send their allowance on top of max_tokens.
+    row = parse_row({"id": "r", "model": model, "prompt": "x", "max_tokens": 10, **extra}, 1)
+    info = resolve_model(model)
+    tokens = REQUEST_OVERHEAD + user("x")
+    assert dry_run([row]).by_model[info.name].max_output_tokens == min(
+        bound, info.max_output_tokens
+    )
+    assert max_cost_or_zero(row) == price(model, tokens, min(bound, info.max_output_tokens))

@@ -259,6 +259,13 @@ def _max_tokens_and_thinking(req: ProviderRequest, thinking: dict[str, Any] | No
     return thinking["budget_tokens"] + req.max_tokens
 
 
+def output_token_limit(req: ProviderRequest) -> int:
+    """The ``max_tokens`` :func:`build_request` sends: the most output (thinking included) the
+    answer can be billed for."""
+    tool_choice = _tool_choice(req.tool_choice) if req.tools else None
+    return _max_tokens_and_thinking(req, _thinking(req, tool_choice))
+
+
 def build_request(req: ProviderRequest) -> dict[str, Any]:
     """The keyword arguments for ``client.messages.create`` (without ``stream``/``timeout``)."""
     system, conversation = split_system(req.messages)

@@ -15,7 +15,7 @@ import httpx2
 
 from llm.config import Settings
 from llm.exceptions import ConfigurationError
-from llm.providers.base import ProviderAdapter
+from llm.providers.base import ProviderAdapter, ProviderRequest
 
 if TYPE_CHECKING:
     from llm.providers.batch_base import BatchAdapter
@@ -26,6 +26,15 @@ _ADAPTERS: dict[str, tuple[str, str]] = {
     "openai": ("llm.providers.openai", "OpenAIAdapter"),
     "google": ("llm.providers.google", "GoogleAdapter"),
 }
+
+
+def output_token_limit(request: ProviderRequest) -> int:
+    """The most output tokens the provider may bill for ``request``: the output limit its
+    adapter sends (``max_tokens`` plus any reasoning or thinking allowance; each provider
+    module's ``output_token_limit``). Imports that provider's adapter module."""
+    module_name, _ = _ADAPTERS[request.model.provider]
+    limit: int = importlib.import_module(module_name).output_token_limit(request)
+    return limit
 
 
 def create_adapter(

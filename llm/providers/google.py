@@ -287,6 +287,12 @@ def _static_prefix(request: ProviderRequest, system: str | None) -> dict[str, An
     return prefix
 
 
+def output_token_limit(request: ProviderRequest) -> int:
+    """The ``max_output_tokens`` :func:`build_config` sends: the most output (thoughts
+    included) the answer can be billed for."""
+    return max_output_tokens(request.model, request.max_tokens, request.reasoning_effort)
+
+
 def build_config(request: ProviderRequest, system: str | None) -> dict[str, Any]:
     """The ``GenerateContentConfig`` fields for ``request``, as a dict."""
     effort = request.reasoning_effort

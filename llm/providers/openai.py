@@ -283,6 +283,12 @@ def max_completion_tokens(req: ProviderRequest, reasoning: bool) -> int:
     return output_limit(req.model, req.max_tokens, allowance)
 
 
+def output_token_limit(req: ProviderRequest) -> int:
+    """The ``max_completion_tokens`` :func:`build_request` sends: the most output (reasoning
+    included) the answer can be billed for."""
+    return max_completion_tokens(req, is_reasoning_model(req.model))
+
+
 def build_request(req: ProviderRequest) -> dict[str, Any]:
     """The keyword arguments for ``client.chat.completions.create`` (without streaming)."""
     reasoning = is_reasoning_model(req.model)
