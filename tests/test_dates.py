@@ -27,7 +27,7 @@ def test_the_watch_flags_only_a_changing_lifecycle_judged_on_the_real_calendar()
 async def test_the_watch_sees_the_service_the_registry_and_the_emulator():
     with real_calendar_watch() as met:
         with pytest.warns(Warning):
-            LLMService()._warn_lifecycle(get_model_info("gpt-5-mini"))
+            LLMService()._warn_lifecycle(get_model_info("gpt-5-mini"), stacklevel=2)
         LLMService(today=REFERENCE_DAY)._pick_model("gpt-4o", None, None)
         list_available_models(today=REFERENCE_DAY)
         Engine(EmulatorConfig())._retired(get_model_info("o3"))
