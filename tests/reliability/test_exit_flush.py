@@ -81,7 +81,15 @@ def test_a_script_without_aclose_leaves_every_billed_call_in_parquet(emulator_fa
                 answers.append(json.loads(line))
         if ending != "return":
             process.send_signal(signal.SIGTERM if ending == "sigterm" else signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        try:
+            _, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            kill_group(process)
+            try:  # Ray's daemons may hold the pipes from another session: do not wait on them
+                _, stderr = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                stderr = "(no stderr: the pipes stayed open)"
+            pytest.fail(f"still running 120 s after the {ending} ending; stderr:\n{stderr[-4000:]}")
         if ending == "inflight":  # the calls in flight at Ctrl-C: billed ones are in Parquet
             table = read_ledger(ledger)
             ids = set(table.column("request_id").to_pylist())
