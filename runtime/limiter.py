@@ -42,11 +42,13 @@ configured) nor how much of its budget other clients are spending. Until the fir
 rate-limit headers are observed (or an answer is settled, or a 429 arrives, or
 ``probe_timeout_s`` passes) admissions follow a slow start instead of the buckets alone: one
 request (the probe) at first, then :data:`BLIND_MAX_PER_STEP` per :data:`BLIND_STEP_S`
-(40 requests per second), from a bucket that holds one step, so time the loop spent
-elsewhere never comes out as a burst. With seconds-long answers the first answer's headers
-come only after a second or more; the slow start keeps the account busy meanwhile without a
-blind burst (at most 40 requests in the first second, never more than two at once), and on
-an account too small for it the first 429, answered at once and carrying the limits in its headers, ends it. An account
+(80 requests per second, spaced), from a bucket that holds one step, so time the loop spent
+elsewhere never comes out as a burst, and never more than an account of
+:data:`BLIND_ACCOUNT_RPM` would admit over a one-second window (80 in the first second, then
+40 per second). With seconds-long answers the first answer's headers come only after a
+second or more; the slow start keeps the account busy meanwhile without a blind burst
+(never more than one step, four requests, at once), and on an account too small for it the
+first 429, answered at once and carrying the limits in its headers, ends it. An account
 whose answers carry no headers (Gemini) is then paced by the in-flight window of
 :mod:`runtime.inflight` and by what its 429s teach.
 

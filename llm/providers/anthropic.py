@@ -259,11 +259,16 @@ def _max_tokens_and_thinking(req: ProviderRequest, thinking: dict[str, Any] | No
     return thinking["budget_tokens"] + req.max_tokens
 
 
+def _request_thinking(req: ProviderRequest) -> dict[str, Any] | None:
+    """The ``thinking`` block of ``req`` (None: no thinking), given the tool choice sent."""
+    tool_choice = _tool_choice(req.tool_choice) if req.tools else None
+    return _thinking(req, tool_choice)
+
+
 def output_token_limit(req: ProviderRequest) -> int:
     """The ``max_tokens`` :func:`build_request` sends: the most output (thinking included) the
     answer can be billed for."""
-    tool_choice = _tool_choice(req.tool_choice) if req.tools else None
-    return _max_tokens_and_thinking(req, _thinking(req, tool_choice))
+    return _max_tokens_and_thinking(req, _request_thinking(req))
 
 
 def build_request(req: ProviderRequest) -> dict[str, Any]:
@@ -280,7 +285,7 @@ def build_request(req: ProviderRequest) -> dict[str, Any]:
         tool_choice = _tool_choice(req.tool_choice)
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
-    thinking = _thinking(req, kwargs.get("tool_choice"))
+    thinking = _request_thinking(req)
     if thinking is not None:
         kwargs["thinking"] = thinking
     kwargs["max_tokens"] = _max_tokens_and_thinking(req, thinking)

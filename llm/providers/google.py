@@ -297,7 +297,7 @@ def build_config(request: ProviderRequest, system: str | None) -> dict[str, Any]
     """The ``GenerateContentConfig`` fields for ``request``, as a dict."""
     effort = request.reasoning_effort
     config: dict[str, Any] = {
-        "max_output_tokens": max_output_tokens(request.model, request.max_tokens, effort),
+        "max_output_tokens": output_token_limit(request),
         "automatic_function_calling": {"disable": True},
     }
     if request.cached_content:

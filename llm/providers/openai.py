@@ -295,7 +295,7 @@ def build_request(req: ProviderRequest) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "model": req.model.api_id,
         "messages": map_messages(req.messages, system_role="developer" if reasoning else "system"),
-        "max_completion_tokens": max_completion_tokens(req, reasoning),
+        "max_completion_tokens": output_token_limit(req),
     }
     if req.reasoning_effort is not None and (reasoning or req.model.capabilities.reasoning):
         kwargs["reasoning_effort"] = req.reasoning_effort
