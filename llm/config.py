@@ -129,6 +129,9 @@ class Settings(BaseModel):
     limits_file: str | None = None
     max_connections: int = 2048
     offline: bool = False
+    #: Send the calls admitted before an account's limits are known as streams, whose
+    #: headers (and the limits in them) come before the first token (``runtime.engine``).
+    stream_slow_start: bool = True
 
     def api_key(self, provider: str) -> str | None:
         """The plain key for ``provider`` (only adapters call this, to build a client)."""
@@ -196,4 +199,5 @@ def load_settings(
         limits_file=get("LLM_LIMITS_FILE"),
         max_connections=int(get("LLM_MAX_CONNECTIONS") or 2048),
         offline=parse_bool(get("LLM_OFFLINE")),
+        stream_slow_start=parse_bool(get("LLM_STREAM_SLOW_START"), default=True),
     )

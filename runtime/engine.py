@@ -25,7 +25,10 @@ client carries a hook (:mod:`runtime.rate_headers`) that hands each answer's rat
 headers to the limiter as they arrive (a stream's at its first byte), so unconfigured limits
 are learned from the first answer and ``remaining`` is tracked on every one. An adapter
 without an HTTP client (a test's fake) is observed from ``ProviderResult.rate_limit`` at the
-end of the call instead.
+end of the call instead. Calls the limiter's slow start admits before any answer told the
+limits are sent as streams where headers carry them (Anthropic, OpenAI) and accumulated into
+the same result, because a stream's headers come before its first token, a whole answer's
+only with its body (``_slow_start_call``).
 
 Cache leaders. The gate's leader for a cold prefix is sent as a stream, even for
 :meth:`ProviderEngine.execute`, so that its followers are released at the leader's first
@@ -62,7 +65,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from llm.config import Settings
-from llm.exceptions import LLMError, ProviderConnectionError, RateLimitError
+from llm.exceptions import (
+    InvalidRequestError,
+    LLMError,
+    ProviderConnectionError,
+    RateLimitError,
+)
 from llm.executor import CallContext, Executed, retried_stream
 from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult, RateLimitSnapshot
 from llm.providers.common import estimate_prompt_tokens
@@ -76,7 +84,7 @@ from runtime.inflight import InFlightController
 from runtime.ledger_sink import LedgerSink, MemoryLedger
 from runtime.limiter import AccountLimits, RateLimiter, Reservation
 from runtime.metering import meter
-from runtime.rate_headers import attach
+from runtime.rate_headers import attach, header_parser
 from runtime.resources import ensure_open_files
 from runtime.telemetry import EngineTelemetry
 
@@ -115,6 +123,8 @@ class EngineStats(BaseModel):
     cache_followers: int = 0
     cache_warm_hits: int = 0
     replayed: int = 0
+    #: Calls of the slow start sent as streams so that their headers came early.
+    slow_start_streams: int = 0
 
 
 @dataclass
@@ -128,6 +138,7 @@ class _Counters:
     cache_followers: int = 0
     cache_warm_hits: int = 0
     replayed: int = 0
+    slow_start_streams: int = 0
 
 
 class _Attempt:
@@ -206,6 +217,8 @@ class ProviderEngine:
         self.gate = gate or CacheGate(clock=clock)
         self._adapter = adapter
         self._hooked = adapter is not None and attach(adapter, provider, self._observe)
+        # Slow-start calls go out as streams where headers teach the limits (not Gemini).
+        self._stream_slow_start = settings.stream_slow_start and header_parser(provider) is not None
         self._clock = clock
         self._now = now
         self._counters = _Counters()
@@ -374,6 +387,8 @@ class ProviderEngine:
             try:
                 if attempt.is_leader:
                     result = await self._drain_stream(request, attempt)
+                elif attempt.reservation.blind and self._streams_teach():
+                    result = await self._slow_start_call(request, attempt)
                 else:
                     result = await adapter.generate(request)
             except BaseException as error:
@@ -383,6 +398,31 @@ class ProviderEngine:
             return result
         finally:
             self.inflight.release()
+
+    def _streams_teach(self) -> bool:
+        """Whether a stream's headers (at its first byte) carry this account's limits."""
+        return self._stream_slow_start and self._hooked
+
+    async def _slow_start_call(self, request: ProviderRequest, attempt: _Attempt) -> ProviderResult:
+        """A call admitted before the limits are known, sent as a stream and accumulated.
+
+        A whole answer's headers come with its body, seconds after the request; a stream's
+        come before its first token (the replay corpus: OpenAI's streams a median 357 ms
+        to their headers against 1,432 ms for whole answers), so the limits are learned that
+        much sooner and the slow start ends early. The result is the one the plain call
+        would give. An account that refuses the stream (OpenAI answers 400 to streams of
+        some models until the organisation is verified) gets the plain call, now and from
+        then on.
+        """
+        self._counters.slow_start_streams += 1
+        try:
+            return await self._drain_stream(request, attempt)
+        except InvalidRequestError:
+            if attempt.has_started:
+                raise
+            result = await self.adapter.generate(request)
+            self._stream_slow_start = False
+            return result
 
     async def _open(self, request: ProviderRequest) -> _Attempt:
         """Breaker check, then the cache gate, then the limiter reservation."""
@@ -419,7 +459,8 @@ class ProviderEngine:
         return reservation
 
     async def _drain_stream(self, request: ProviderRequest, attempt: _Attempt) -> ProviderResult:
-        """Run ``request`` as a stream (a cache leader), starting the ticket at its first item."""
+        """Run ``request`` as a stream and return its final result; the attempt (a cache
+        leader's ticket) starts at its first item."""
         async with contextlib.aclosing(self.adapter.stream(request)) as stream:
             async for item in stream:
                 attempt.started()

@@ -152,6 +152,8 @@ class Reservation:
     settled: bool = False
     #: The request's ``max_tokens`` (what the estimate learns against).
     max_output_tokens: int = 0
+    #: Admitted by the slow start, before any answer told the account's limits.
+    blind: bool = False
 
 
 class _Bucket:
@@ -272,7 +274,8 @@ class RateLimiter:
                     estimate = self.outputs.estimate(output_tokens)
                 now = self._clock()
                 self._debit({"rpm": 1, **self._token_costs(input_tokens, estimate)})
-                if not self._calibrated:
+                blind = not self._calibrated
+                if blind:
                     self._blind_sent += 1
                     if self._probe_started is None:
                         self._probe_started = self._blind_at = now
@@ -287,6 +290,7 @@ class RateLimiter:
             now,
             now - start,
             max_output_tokens=output_tokens,
+            blind=blind,
         )
 
     def _blind_wait(self) -> float:

@@ -83,6 +83,8 @@ SETTINGS = Settings(
     anthropic_base_url="http://replay.test",
     openai_base_url="http://replay.test/v1",
     google_base_url="http://replay.test",
+    # The recorded answer answers the recorded kind of call: a plain call stays plain.
+    stream_slow_start=False,
 )
 #: Price of models the registry does not know (compatible servers, future models).
 STAND_IN = Pricing(standard=PriceTier(input=Decimal("1"), output=Decimal("3")))
@@ -110,10 +112,13 @@ async def _no_sleep(_seconds: float) -> None:
 
 
 async def replay(
-    ex: rs.Exchange,
+    ex: rs.Exchange, *, slow_start_stream: bool = False
 ) -> tuple[Executed | Exception, rs.ReplayTransport, Any, list[str]]:
     """Run ``ex``'s request through the in-process runtime against its recorded answer;
-    returns the outcome, the transport, the ledger and the streamed text chunks."""
+    returns the outcome, the transport, the ledger and the streamed text chunks.
+
+    ``slow_start_stream``: make a plain call (``execute``) of a recorded stream, which the
+    engine sends as a stream because it is the account's first (limits not known yet)."""
     transport = rs.ReplayTransport(ex)
     ledger = MemoryLedger()
 
@@ -121,7 +126,7 @@ async def replay(
         return create_adapter(provider, settings, http_client=transport.client())
 
     executor = EngineExecutor(
-        SETTINGS,
+        SETTINGS.with_overrides(stream_slow_start=slow_start_stream),
         RetryConfig(max_retries=3, initial_delay=0.0, max_delay=0.0, jitter=False),
         limits={},
         ledger=ledger,
@@ -138,7 +143,7 @@ async def replay(
     outcome: Executed | Exception
     chunks: list[str] = []
     try:
-        if ex.stream:
+        if ex.stream and not slow_start_stream:
             final = None
             async for item in executor.execute_stream(request, ctx):
                 if isinstance(item, Executed):
@@ -208,6 +213,27 @@ def test_replayed_exchange(ex: rs.Exchange) -> None:
         assert "".join(chunks) == outcome.result.text  # the caller saw the whole answer
     assert transport.calls == 1, "a finished answer was bought more than once"
     assert outcome.attempts == 1
+    _check_cost(ex, ledger, outcome)
+
+
+SLOW_START_CASES = [
+    ex
+    for ex in CASES
+    if ex.stream and ex.provider in ("anthropic", "openai") and rs.expected(ex).error is None
+]
+
+
+@pytest.mark.parametrize("ex", SLOW_START_CASES, ids=[ex.case_id for ex in SLOW_START_CASES])
+def test_a_plain_call_sent_as_a_slow_start_stream_reads_the_recorded_stream(
+    ex: rs.Exchange,
+) -> None:
+    # The engine sends the calls admitted before the limits are known as streams (their
+    # headers come early) and accumulates them: the plain call's result is the recorded one.
+    outcome, transport, ledger, _ = asyncio.run(replay(ex, slow_start_stream=True))
+    if isinstance(outcome, Exception):
+        raise outcome
+    _check_success(ex, outcome, rs.expected(ex))
+    assert transport.calls == 1 and outcome.attempts == 1
     _check_cost(ex, ledger, outcome)
 
 

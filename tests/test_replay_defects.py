@@ -46,6 +46,7 @@ SETTINGS = Settings(
     openai_api_key=SENTINEL_KEY,
     anthropic_base_url="http://anthropic.test",
     openai_base_url="http://openai.test/v1",
+    stream_slow_start=False,  # the recorded answers answer plain calls
 )
 NO_RETRY_WAIT = RetryConfig(max_retries=3, initial_delay=0.0, max_delay=0.0, jitter=False)
 

@@ -186,27 +186,73 @@ def test_gemini_429_names_its_per_minute_quota():
     assert not is_generation("anthropic", "/v1/messages/count_tokens")
 
 
+_LIMIT_HEADERS = {
+    "anthropic-ratelimit-requests-limit": "3000",
+    "anthropic-ratelimit-requests-remaining": "2999",
+    "anthropic-ratelimit-input-tokens-limit": "2000000",
+    "anthropic-ratelimit-input-tokens-remaining": "1999990",
+    "anthropic-ratelimit-output-tokens-limit": "400000",
+    "anthropic-ratelimit-output-tokens-remaining": "399990",
+    "request-id": "req_1",
+}
+_MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5",
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 12, "output_tokens": 3},
+}
+
+
+def _sse(events: list[dict]) -> bytes:
+    return b"".join(
+        f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode() for event in events
+    )
+
+
+def _anthropic_stream() -> bytes:
+    start = dict(_MESSAGE, content=[], stop_reason=None, usage={"input_tokens": 12})
+    return _sse(
+        [
+            {"type": "message_start", "message": start},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "hi"},
+            },
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 3},
+            },
+            {"type": "message_stop"},
+        ]
+    )
+
+
 def _anthropic_answer(request: httpx2.Request) -> httpx2.Response:
-    headers = {
-        "anthropic-ratelimit-requests-limit": "3000",
-        "anthropic-ratelimit-requests-remaining": "2999",
-        "anthropic-ratelimit-input-tokens-limit": "2000000",
-        "anthropic-ratelimit-input-tokens-remaining": "1999990",
-        "anthropic-ratelimit-output-tokens-limit": "400000",
-        "anthropic-ratelimit-output-tokens-remaining": "399990",
-        "request-id": "req_1",
-    }
-    body = {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-5",
-        "content": [{"type": "text", "text": "hi"}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {"input_tokens": 12, "output_tokens": 3},
-    }
-    return httpx2.Response(200, json=body, headers=headers)
+    """Anthropic's answer with its rate-limit headers: a stream if the request asked for one."""
+    if json.loads(request.content).get("stream"):
+        headers = dict(_LIMIT_HEADERS, **{"content-type": "text/event-stream"})
+        return httpx2.Response(200, content=_anthropic_stream(), headers=headers)
+    return httpx2.Response(200, json=_MESSAGE, headers=_LIMIT_HEADERS)
+
+
+def _request(text: str = "hello") -> ProviderRequest:
+    return ProviderRequest(
+        model=resolve_model("claude-sonnet-4.5"),
+        messages=(Message(role=MessageRole.USER, content=text),),
+        max_tokens=1000,
+    )
 
 
 async def test_engine_learns_limits_from_the_first_answer_through_the_http_hook():
@@ -264,6 +310,69 @@ async def test_the_adapter_is_built_before_the_slow_start_admits_its_first_call(
         assert admitted == [0.5]  # the probe's clock starts once the client exists
     finally:
         await client.aclose()
+
+
+class _Recorder:
+    """A MockTransport handler that records which requests asked for a stream."""
+
+    def __init__(self, refuse_streams: bool = False) -> None:
+        self.streamed: list[bool] = []
+        self.refuse_streams = refuse_streams
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        stream = bool(json.loads(request.content).get("stream"))
+        self.streamed.append(stream)
+        if stream and self.refuse_streams:
+            error = {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "streaming not allowed"},
+            }
+            return httpx2.Response(400, json=error, headers={"request-id": "req_x"})
+        return _anthropic_answer(request)
+
+
+def _engine_on(handler: _Recorder) -> tuple[ProviderEngine, httpx2.AsyncClient]:
+    settings = Settings(anthropic_api_key="k", anthropic_base_url="http://anthropic.test")
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    adapter = AnthropicAdapter(settings, http_client=client)
+    return ProviderEngine("anthropic", settings, adapter=adapter), client
+
+
+async def test_slow_start_calls_go_out_as_streams_so_their_headers_come_early():
+    # A stream's headers come before its first token, a whole answer's only with its body:
+    # the calls admitted before the limits are known are streamed, the rest are not.
+    recorder = _Recorder()
+    engine, client = _engine_on(recorder)
+    try:
+        first = await engine.execute(_request("one"), CallContext(request_id="r1"))
+        assert engine.limiter.calibrated
+        second = await engine.execute(_request("two"), CallContext(request_id="r2"))
+    finally:
+        await client.aclose()
+    assert recorder.streamed == [True, False]
+    assert engine.stats().slow_start_streams == 1
+    # The accumulated stream is the same answer as the whole one.
+    for field in ("text", "usage", "finish_reason", "request_id", "rate_limit"):
+        assert getattr(first.result, field) == getattr(second.result, field)
+
+
+async def test_an_account_that_refuses_streams_gets_the_plain_call():
+    # OpenAI answers 400 to streams of some models until the organisation is verified.
+    recorder = _Recorder(refuse_streams=True)
+    engine, client = _engine_on(recorder)
+    try:
+        executed = await engine.execute(_request(), CallContext(request_id="r1"))
+    finally:
+        await client.aclose()
+    assert executed.result.text == "hi"
+    assert recorder.streamed == [True, False]
+    assert engine.stats().failures == 0 and engine.stats().retries == 0
+
+
+def test_only_accounts_whose_headers_carry_limits_stream_their_slow_start():
+    settings = Settings(google_api_key="k", anthropic_api_key="k")
+    assert not ProviderEngine("google", settings)._stream_slow_start  # no rate-limit headers
+    assert ProviderEngine("anthropic", settings)._stream_slow_start
 
 
 async def test_a_429_for_a_request_sent_after_the_previous_one_cuts_the_pace():

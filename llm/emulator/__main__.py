@@ -32,6 +32,13 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
     )
     parser.add_argument("--latency-dist", choices=("fixed", "lognormal"), default="fixed")
     parser.add_argument("--latency-sigma", type=float, default=0.6, help="sigma of log(latency)")
+    parser.add_argument(
+        "--stream-headers",
+        choices=("recorded", "first-token"),
+        default="recorded",
+        help="when a stream's headers leave: the provider's recorded delay, or with the "
+        "first token",
+    )
     parser.add_argument("--tokens-per-s", type=float, default=None, help="output speed")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests failing")
     parser.add_argument("--seed", type=int, default=0)
@@ -50,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         latency_ms=args.latency_ms,
         latency_dist=args.latency_dist,
         latency_sigma=args.latency_sigma,
+        stream_headers=args.stream_headers,
         burst_s=args.burst_s,
         tokens_per_s=args.tokens_per_s,
         fault_rate=args.fault_rate,

@@ -47,7 +47,13 @@ from llm.emulator.engine_directives import FAULT_KINDS, Directives, parse_direct
 from llm.emulator.engine_limits import RateLimits, Throttled
 from llm.emulator.engine_reasoning import check_reasoning
 from llm.emulator.engine_schema import SchemaError
-from llm.emulator.engine_timing import LATENCY_DISTS, Timeline, latency_s
+from llm.emulator.engine_timing import (
+    LATENCY_DISTS,
+    STREAM_HEADER_MODES,
+    Timeline,
+    latency_s,
+    stream_headers_s,
+)
 from llm.emulator.protocol import EmuError, EmuRequest, EmuResult, EmuToolCall, Segment
 from llm.models import ModelInfo
 from llm.tokens import count_text_tokens
@@ -67,7 +73,9 @@ class EmulatorConfig:
     left at ``None`` are still reported in headers, with a default tier's values (see
     ``engine_limits``). ``latency_ms`` is the time to first token, fixed or, with
     ``latency_dist="lognormal"``, the median of a seeded heavy-tailed draw whose log has
-    standard deviation ``latency_sigma``.
+    standard deviation ``latency_sigma``. ``stream_headers`` says when a stream's headers
+    leave: ``"recorded"``, after the provider's recorded delay (``engine_timing``), or
+    ``"first-token"``.
     """
 
     host: str = "127.0.0.1"
@@ -78,6 +86,7 @@ class EmulatorConfig:
     latency_ms: float = 0
     latency_dist: str = "fixed"
     latency_sigma: float = 0.6
+    stream_headers: str = "recorded"
     burst_s: float = 1.0
     tokens_per_s: float | None = None
     fault_rate: float = 0.0
@@ -88,6 +97,8 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if self.latency_dist not in LATENCY_DISTS:
             raise ValueError(f"latency_dist must be one of {LATENCY_DISTS}")
+        if self.stream_headers not in STREAM_HEADER_MODES:
+            raise ValueError(f"stream_headers must be one of {STREAM_HEADER_MODES}")
         if self.latency_sigma < 0 or self.burst_s <= 0:
             raise ValueError("latency_sigma must be >= 0 and burst_s > 0")
 
@@ -112,6 +123,8 @@ class Outcome:
     seconds_per_token: float = 0.0
     #: Stream about half of the answer, then drop the connection.
     cut: bool = False
+    #: Seconds before a stream's headers (at most ``ttft_s``; a whole answer's come with it).
+    headers_s: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -338,7 +351,12 @@ class Engine:
             limits=self.limits.snapshot(key, req.provider),
         )
         tps = self.config.tokens_per_s
-        return Outcome(result, ttft_s, 1.0 / tps if tps else 0.0, cut=fault == "cut")
+        headers_s = stream_headers_s(
+            req.provider, self.config.stream_headers, ttft_s, self.config.seed, request_key, attempt
+        )
+        return Outcome(
+            result, ttft_s, 1.0 / tps if tps else 0.0, cut=fault == "cut", headers_s=headers_s
+        )
 
     def _latency_s(self, directives: Directives, request_key: str, attempt: int) -> float:
         if directives.latency_ms is not None:  # a marker asks for an exact latency

@@ -6,6 +6,13 @@ and whose log has standard deviation ``latency_sigma`` (σ 0.6 around a 4 s medi
 p99 near 16 s, like real generations). The draw is a pure function of the seed, the request
 and its attempt number, so a run is reproducible whatever order requests arrive in.
 
+Stream headers. A whole answer's headers leave with its body; a stream's leave before its
+first token, as the real APIs do: with ``stream_headers="recorded"`` (the default) after a
+draw from what the replay corpus (``../shared/replay-corpus``) recorded for the provider's
+streams (:data:`STREAM_HEADERS`), never later than the first token; with
+``"first-token"`` together with the first token. The rate-limit headers ride on them, so
+this is when a streaming client can first learn the account's limits.
+
 Timeline. :class:`Timeline` records when requests were admitted and when they were refused
 with a 429, and how many admitted calls were in flight at once, so a benchmark can measure
 the share of an account's rate a client used (admissions over its busy window) and the
@@ -27,8 +34,28 @@ _UNIT = NormalDist()
 _MAX_EVENTS = 1_000_000
 
 
+#: When a stream's headers leave, by provider: median (ms) and standard deviation of the log
+#: of the time the replay corpus's streams took to their headers. Anthropic's
+#: ``x-envoy-upstream-service-time``: 23 streams, median 943 ms, σ 0.77; OpenAI's
+#: ``openai-processing-ms``: 28 streams, median 357 ms, σ 0.95 (221 whole answers: median
+#: 1,432 ms, p90 12.6 s). Gemini's recordings do not say: its headers come with the first
+#: token (it sends no rate-limit headers anyway). ``tests/test_emulator_stream_headers.py``
+#: recomputes these from the corpus.
+STREAM_HEADERS: dict[str, tuple[float, float]] = {
+    "anthropic": (940.0, 0.8),
+    "openai": (360.0, 0.95),
+}
+STREAM_HEADER_MODES = ("recorded", "first-token")
+
+
 def latency_s(
-    median_ms: float, dist: str, sigma: float, seed: int, request_key: str, attempt: int
+    median_ms: float,
+    dist: str,
+    sigma: float,
+    seed: int,
+    request_key: str,
+    attempt: int,
+    salt: str = "latency",
 ) -> float:
     """Seconds before the first token of one request (deterministic)."""
     if median_ms <= 0:
@@ -37,9 +64,23 @@ def latency_s(
         return median_ms / 1000
     if dist != "lognormal":
         raise ValueError(f"unknown latency distribution {dist!r}; use one of {LATENCY_DISTS}")
-    draw = stable_hash(seed, request_key, attempt, "latency") / 2**64
+    draw = stable_hash(seed, request_key, attempt, salt) / 2**64
     z = _UNIT.inv_cdf(min(max(draw, 1e-12), 1 - 1e-12))
     return median_ms / 1000 * math.exp(sigma * z)
+
+
+def stream_headers_s(
+    provider: str, mode: str, ttft_s: float, seed: int, request_key: str, attempt: int
+) -> float:
+    """Seconds before a stream's headers leave (at most ``ttft_s``; deterministic)."""
+    if mode not in STREAM_HEADER_MODES:
+        raise ValueError(f"unknown stream_headers {mode!r}; use one of {STREAM_HEADER_MODES}")
+    recorded = STREAM_HEADERS.get(provider)
+    if mode == "first-token" or recorded is None or ttft_s <= 0:
+        return ttft_s
+    median_ms, sigma = recorded
+    draw = latency_s(median_ms, "lognormal", sigma, seed, request_key, attempt, salt="headers")
+    return min(ttft_s, draw)
 
 
 #: Seconds of start-up :meth:`Timeline.summary`'s ``steady_share`` leaves out.
@@ -124,4 +165,11 @@ class Timeline:
         return counts
 
 
-__all__ = ["LATENCY_DISTS", "Timeline", "latency_s"]
+__all__ = [
+    "LATENCY_DISTS",
+    "STREAM_HEADERS",
+    "STREAM_HEADER_MODES",
+    "Timeline",
+    "latency_s",
+    "stream_headers_s",
+]

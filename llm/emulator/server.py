@@ -226,9 +226,11 @@ class EmulatorApp:
         headers = self._success_headers(wire, provider, outcome.result)
         headers.update({"content-type": _SSE, "cache-control": "no-cache"})
         response = web.StreamResponse(status=200, headers=headers)
-        if outcome.ttft_s > 0:
-            await asyncio.sleep(outcome.ttft_s)
-        await response.prepare(request)
+        if outcome.headers_s > 0:
+            await asyncio.sleep(outcome.headers_s)
+        await response.prepare(request)  # the headers leave (rate-limit headers with them)
+        if outcome.ttft_s > outcome.headers_s:
+            await asyncio.sleep(outcome.ttft_s - outcome.headers_s)
         send = frames[: max(1, len(frames) // 2)] if outcome.cut else frames
         gap = outcome.result.output_tokens * outcome.seconds_per_token / max(1, len(frames) - 1)
         for index, frame in enumerate(send):

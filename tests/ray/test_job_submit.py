@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,15 +32,24 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-        ports.append(s.getsockname()[1])
-    for s in sockets:
-        s.close()
+def _free_ports(n: int, rng: random.Random) -> list[int]:
+    """``n`` distinct ports that are free now, drawn below the kernel's ephemeral range.
+
+    Ports the kernel hands out (32768-60999 here) can be taken by any other process's outgoing
+    connection between this check and ``ray start`` (the test session's own Ray makes many), which
+    once failed CI with the GCS unable to bind; a port drawn from 10000-19999 is only taken by a
+    process that binds it on purpose. Workers use 20000-20999 (below)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = rng.randrange(10000, 20000)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        ports.append(port)
     return ports
 
 
@@ -62,31 +72,35 @@ def _kill_tree_of(temp_dir: str) -> None:
 @pytest.fixture
 def ray_head(tmp_path):
     temp_dir = tempfile.mkdtemp(prefix="rh-", dir="/tmp")  # short: Ray socket paths are limited
-    (gcs, dash, agent_listen, agent_grpc, metrics, client, node_mgr, obj_mgr, rt_env) = _free_ports(
-        9
-    )
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0")
-    start = [
-        str(VENV_BIN / "ray"),
-        "start",
-        "--head",
-        "--num-cpus=1",
-        f"--temp-dir={temp_dir}",
-        f"--port={gcs}",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dash}",
-        f"--dashboard-agent-listen-port={agent_listen}",
-        f"--dashboard-agent-grpc-port={agent_grpc}",
-        f"--metrics-export-port={metrics}",
-        f"--ray-client-server-port={client}",
-        f"--node-manager-port={node_mgr}",
-        f"--object-manager-port={obj_mgr}",
-        f"--runtime-env-agent-port={rt_env}",
-        "--min-worker-port=20000",
-        "--max-worker-port=20999",
-        "--disable-usage-stats",
-    ]
-    result = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120)
+    rng = random.Random()
+    for _ in range(3):  # a port taken between the check and the bind: new ports, again
+        ports = _free_ports(9, rng)
+        (gcs, dash, agent_listen, agent_grpc, metrics, client, node_mgr, obj_mgr, rt_env) = ports
+        start = [
+            str(VENV_BIN / "ray"),
+            "start",
+            "--head",
+            "--num-cpus=1",
+            f"--temp-dir={temp_dir}",
+            f"--port={gcs}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            f"--dashboard-agent-listen-port={agent_listen}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--metrics-export-port={metrics}",
+            f"--ray-client-server-port={client}",
+            f"--node-manager-port={node_mgr}",
+            f"--object-manager-port={obj_mgr}",
+            f"--runtime-env-agent-port={rt_env}",
+            "--min-worker-port=20000",
+            "--max-worker-port=20999",
+            "--disable-usage-stats",
+        ]
+        result = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120)
+        if result.returncode == 0:
+            break
+        _kill_tree_of(temp_dir)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         yield {"dashboard": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{gcs}", "env": env}
