@@ -501,7 +501,12 @@ def measure(name: str, base_url: str, account: Account, calls: list[Call]) -> Fi
     raw["rows"] = len(calls)
     if "ok" in raw:
         raw["unfinished"] = len(calls) - raw["ok"] - raw.get("failed", 0)
-    raw["account"] = {"rpm": account.rpm, "latency_ms": LATENCY_MS, "sigma": SIGMA}
+    raw["account"] = {
+        "rpm": account.rpm,
+        "latency_ms": LATENCY_MS,
+        "sigma": SIGMA,
+        "stream_headers": "recorded",  # the emulator's default (llm.emulator.engine_timing)
+    }
     return to_figure(name, account, raw)
 
 

@@ -45,10 +45,12 @@ request (the probe) at first, then :data:`BLIND_MAX_PER_STEP` per :data:`BLIND_S
 (80 requests per second, spaced), from a bucket that holds one step, so time the loop spent
 elsewhere never comes out as a burst, and never more than an account of
 :data:`BLIND_ACCOUNT_RPM` would admit over a one-second window (80 in the first second, then
-40 per second). With seconds-long answers the first answer's headers come only after a
-second or more; the slow start keeps the account busy meanwhile without a blind burst
-(never more than one step, four requests, at once), and on an account too small for it the
-first 429, answered at once and carrying the limits in its headers, ends it. An account
+40 per second). The engine sends the calls it admits as streams where headers carry the
+limits (:attr:`Reservation.blind`; a stream's headers come before its first token, a few
+hundred milliseconds after the request, a whole answer's only with its body, seconds
+later); the slow start keeps the account busy meanwhile without a blind burst (never more
+than one step, four requests, at once), and on an account too small for it the first 429,
+answered at once and carrying the limits in its headers, ends it. An account
 whose answers carry no headers (Gemini) is then paced by the in-flight window of
 :mod:`runtime.inflight` and by what its 429s teach.
 
@@ -102,8 +104,8 @@ BLIND_MAX_PER_STEP = 4
 #: then 40 per second. An account that small or larger sees no 429 from the slow start
 #: whenever its first answer comes; a smaller one answers the first request over its limit
 #: with a 429 at once, which ends the slow start and teaches the limit. Measured at 10,000
-#: RPM (median latency 4 s, first answer after ~1.2 s): 40 per second throughout left
-#: 0.92 of the account used, 80 in the first second 0.946.
+#: RPM (median latency 4 s, first answer after ~1.2 s, before the slow start's calls were streamed):
+#: 40 per second throughout left 0.92 of the account used, 80 in the first second 0.946.
 BLIND_ACCOUNT_RPM = 2400
 #: A request limit learned after the slow start begins with the budget the slow start left
 #: unused: what the provider's one-second window would hold now, counting on only
