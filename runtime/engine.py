@@ -74,7 +74,7 @@ from llm.exceptions import (
 from llm.executor import CallContext, Executed, retried_stream
 from llm.providers.base import ProviderAdapter, ProviderRequest, ProviderResult, RateLimitSnapshot
 from llm.providers.common import estimate_prompt_tokens
-from llm.providers.factory import create_adapter
+from llm.providers.factory import create_adapter, output_token_limit
 from llm.retry import RetryConfig, RetryPolicy
 from llm.types import Usage
 from runtime.breaker import BreakerState, CircuitBreaker
@@ -452,8 +452,10 @@ class ProviderEngine:
 
     async def _reserve(self, request: ProviderRequest) -> Reservation:
         began = self._clock()
+        # Output tokens count from the limit the adapter sends (thinking and reasoning
+        # allowances included): Anthropic's OTPM counts exactly that at admission.
         reservation = await self.limiter.reserve(
-            estimate_prompt_tokens(request), request.max_tokens
+            estimate_prompt_tokens(request), output_token_limit(request)
         )
         self.telemetry.limiter_waited(self._clock() - began)
         return reservation

@@ -22,7 +22,8 @@ soon as that bucket is full and drives its level negative, so later requests rep
 excess and the long-run rate still holds (a long prompt never overshoots the rate).
 
 Tokens. Input tokens are estimated by the caller (the prompt is known). Output tokens are
-reserved from ``max_tokens`` through :class:`~runtime.token_estimates.OutputEstimate`, which
+reserved from the output limit the adapter sends (``max_tokens`` plus any thinking or
+reasoning allowance, what Anthropic's OTPM counts at admission) through :class:`~runtime.token_estimates.OutputEstimate`, which
 learns the share of ``max_tokens`` answers really use, so a large ``max_tokens`` with short
 answers does not starve the account. :meth:`RateLimiter.settle` replaces the estimates with
 the real usage (refunding or debiting the difference). With ``cache_reads_count=False``

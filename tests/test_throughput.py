@@ -317,11 +317,14 @@ class _Recorder:
 
     def __init__(self, refuse_streams: bool = False) -> None:
         self.streamed: list[bool] = []
+        self.max_tokens: list[int] = []
         self.refuse_streams = refuse_streams
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        stream = bool(json.loads(request.content).get("stream"))
+        body = json.loads(request.content)
+        stream = bool(body.get("stream"))
         self.streamed.append(stream)
+        self.max_tokens.append(body["max_tokens"])
         if stream and self.refuse_streams:
             error = {
                 "type": "error",
@@ -367,6 +370,27 @@ async def test_an_account_that_refuses_streams_gets_the_plain_call():
     assert executed.result.text == "hi"
     assert recorder.streamed == [True, False]
     assert engine.stats().failures == 0 and engine.stats().retries == 0
+
+
+async def test_the_limiter_reserves_the_output_limit_the_adapter_sends(monkeypatch):
+    # Anthropic's OTPM counts the max_tokens sent at admission, thinking budget included:
+    # reserving the caller's max_tokens alone would undercount a thinking request 17-fold.
+    recorder = _Recorder()
+    engine, client = _engine_on(recorder)
+    asked: list[int] = []
+    reserve = engine.limiter.reserve
+
+    async def spy(input_tokens: int, output_tokens: int) -> object:
+        asked.append(output_tokens)
+        return await reserve(input_tokens, output_tokens)
+
+    monkeypatch.setattr(engine.limiter, "reserve", spy)
+    request = _request().model_copy(update={"max_tokens": 500, "reasoning_effort": "medium"})
+    try:
+        await engine.execute(request, CallContext(request_id="r1"))
+    finally:
+        await client.aclose()
+    assert recorder.max_tokens == asked == [8192 + 500]
 
 
 def test_only_accounts_whose_headers_carry_limits_stream_their_slow_start():
