@@ -23,9 +23,10 @@ excess and the long-run rate still holds (a long prompt never overshoots the rat
 
 Tokens. Input tokens are estimated by the caller (the prompt is known). Output tokens are
 reserved from the output limit the adapter sends (``max_tokens`` plus any thinking or
-reasoning allowance, what Anthropic's OTPM counts at admission) through :class:`~runtime.token_estimates.OutputEstimate`, which
-learns the share of ``max_tokens`` answers really use, so a large ``max_tokens`` with short
-answers does not starve the account. :meth:`RateLimiter.settle` replaces the estimates with
+reasoning allowance, what Anthropic's OTPM counts at admission) through
+:class:`~runtime.token_estimates.OutputEstimate`, which learns the share of that limit
+answers really use, so a large ``max_tokens`` with short answers does not starve the
+account. :meth:`RateLimiter.settle` replaces the estimates with
 the real usage (refunding or debiting the difference). With ``cache_reads_count=False``
 (Anthropic, whose ITPM does not count cache reads on most models) the cached part of the
 input is refunded.
