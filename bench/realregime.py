@@ -60,6 +60,8 @@ SDK_MODEL = "claude-haiku-4-5"
 OPENAI_MODEL = "gpt-4.1"
 LATENCY_MS = 4000.0
 SIGMA = 0.6
+#: When a stream's headers leave the emulator: after the provider's recorded delay.
+STREAM_HEADERS = "recorded"
 PEER_CONCURRENCY = 256
 TARGET = ">= 0.95 of the rate, 0 x 429 after 1 s"
 SAMPLE_S = 0.5
@@ -102,6 +104,8 @@ def emulator_args(rpm: int, seed: int = 16) -> list[str]:
         "lognormal",
         "--latency-sigma",
         str(SIGMA),
+        "--stream-headers",
+        STREAM_HEADERS,
         "--seed",
         str(seed),
     ]
@@ -505,7 +509,7 @@ def measure(name: str, base_url: str, account: Account, calls: list[Call]) -> Fi
         "rpm": account.rpm,
         "latency_ms": LATENCY_MS,
         "sigma": SIGMA,
-        "stream_headers": "recorded",  # the emulator's default (llm.emulator.engine_timing)
+        "stream_headers": STREAM_HEADERS,
     }
     return to_figure(name, account, raw)
 

@@ -25,6 +25,7 @@ from runtime.limiter import DEFAULT_PACE, AccountLimits, RateLimiter
 from runtime.rate_headers import gemini_quota, is_generation
 from runtime.resources import ensure_open_files
 from runtime.token_estimates import OutputEstimate
+from tests.test_provider_anthropic import _sse
 
 
 class Clock:
@@ -207,35 +208,27 @@ _MESSAGE = {
 }
 
 
-def _sse(events: list[dict]) -> bytes:
-    return b"".join(
-        f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode() for event in events
-    )
-
-
 def _anthropic_stream() -> bytes:
     start = dict(_MESSAGE, content=[], stop_reason=None, usage={"input_tokens": 12})
     return _sse(
-        [
-            {"type": "message_start", "message": start},
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "hi"},
-            },
-            {"type": "content_block_stop", "index": 0},
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": 3},
-            },
-            {"type": "message_stop"},
-        ]
+        {"type": "message_start", "message": start},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "hi"},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 3},
+        },
+        {"type": "message_stop"},
     )
 
 

@@ -12,6 +12,7 @@ import contextlib
 import sys
 
 from llm.emulator.engine import EmulatorConfig
+from llm.emulator.engine_timing import STREAM_HEADER_MODES
 from llm.emulator.server import Emulator
 
 
@@ -34,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
     parser.add_argument("--latency-sigma", type=float, default=0.6, help="sigma of log(latency)")
     parser.add_argument(
         "--stream-headers",
-        choices=("recorded", "first-token"),
+        choices=STREAM_HEADER_MODES,
         default="recorded",
         help="when a stream's headers leave: the provider's recorded delay, or with the "
         "first token",
